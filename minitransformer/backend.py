@@ -1,0 +1,210 @@
+"""The array backend: the only file in the package that imports numpy or cupy.
+
+Everything else asks this module for its array library:
+
+- inside compute functions, ``xp = get_array_module(x)`` picks NumPy or CuPy
+  from the arrays it was given, so a function never moves data by itself;
+- when creating new arrays (weights, masks), ``xp()`` is the active backend.
+
+NumPy is the default. CuPy is used only when asked, with
+``minitransformer.use("cupy")`` or the environment variable
+``MINITRANSFORMER_BACKEND=cupy``; having CuPy installed switches nothing.
+
+Random numbers. Weights are drawn on the host with NumPy's generator
+(``host_rng()``) and then moved to the device, so one seed gives the same model
+on CPU and GPU. Dropout masks come from ``device_rng()``, a generator of the
+active backend, through ``random(shape, dtype)``, which NumPy and CuPy share.
+``manual_seed(seed)`` reseeds both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import numpy
+
+__all__ = [
+    "asarray",
+    "backend_name",
+    "device_rng",
+    "erf",
+    "errstate",
+    "get_array_module",
+    "host_rng",
+    "is_array",
+    "manual_seed",
+    "scatter_add",
+    "to_numpy",
+    "use",
+    "xp",
+]
+
+_SUPPORTED = ("numpy", "cupy")
+_INSTALL_HINT = (
+    "CuPy backend requested but {why}. Install the extra matching your CUDA "
+    "toolkit, e.g. `pip install 'minitransformer[cuda12]'` or "
+    "`pip install 'minitransformer[cuda13]'`, on a machine with an NVIDIA GPU; "
+    "or use the default NumPy backend (`minitransformer.use('numpy')`)."
+)
+
+
+class _State:
+    """Mutable backend state: the active library and the two generators."""
+
+    name: str = "numpy"
+    xp = numpy
+    seed: int = 0
+    host: numpy.random.Generator = numpy.random.default_rng(0)
+    device = numpy.random.default_rng(0)
+
+
+_state = _State()
+
+
+def _import_cupy():
+    """Import CuPy and check that a GPU is visible; one clear error otherwise."""
+    try:
+        import cupy  # the only cupy import in the package
+    except ImportError as e:  # pragma: no cover - depends on the machine
+        raise RuntimeError(_INSTALL_HINT.format(why=f"CuPy is not installed ({e})")) from e
+    try:
+        n = cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:  # pragma: no cover - depends on the machine
+        raise RuntimeError(_INSTALL_HINT.format(why=f"no usable CUDA device was found ({e})")) from e
+    if n < 1:  # pragma: no cover - depends on the machine
+        raise RuntimeError(_INSTALL_HINT.format(why="no CUDA device is visible"))
+    return cupy
+
+
+def use(name: str) -> None:
+    """Switch the active backend: ``"numpy"`` (default) or ``"cupy"``.
+
+    Arrays that already exist stay where they are; move a model with
+    ``model.to("cupy")``. The device generator is reseeded with the current
+    seed so dropout masks start from the same state after a switch.
+    """
+    if name not in _SUPPORTED:
+        raise ValueError(f"unknown backend {name!r}: expected one of {_SUPPORTED}")
+    if name == "cupy":
+        _state.xp = _import_cupy()
+    else:
+        _state.xp = numpy
+    _state.name = name
+    _state.device = _state.xp.random.default_rng(_state.seed)
+
+
+def backend_name() -> str:
+    """Name of the active backend: ``"numpy"`` or ``"cupy"``."""
+    return _state.name
+
+
+def xp():
+    """The active array module (``numpy`` or ``cupy``), for creating arrays."""
+    return _state.xp
+
+
+def get_array_module(*arrays):
+    """The array module that owns ``arrays``: ``cupy`` if any is a CuPy array, else ``numpy``.
+
+    Non-array arguments (None, Python numbers) are ignored, so a function can
+    pass its optional inputs straight through.
+    """
+    for a in arrays:
+        if a is not None and type(a).__module__.startswith("cupy"):
+            return _import_cupy()
+    return numpy
+
+
+def is_array(x) -> bool:
+    """True for a NumPy or CuPy ndarray."""
+    return isinstance(x, numpy.ndarray) or type(x).__module__.startswith("cupy")
+
+
+def to_numpy(x):
+    """Copy ``x`` to a host NumPy array (a no-op for NumPy arrays)."""
+    if type(x).__module__.startswith("cupy"):
+        return x.get()
+    return numpy.asarray(x)
+
+
+def asarray(x, dtype=None):
+    """Put ``x`` (list, NumPy or CuPy array) on the active backend, optionally cast."""
+    if _state.name == "numpy":
+        return numpy.asarray(to_numpy(x), dtype=dtype)
+    return _state.xp.asarray(x, dtype=dtype)
+
+
+def dtype(name):
+    """A dtype object from a name or dtype (``"float32"``, ``"float64"``, ...)."""
+    return numpy.dtype(name)
+
+
+def manual_seed(seed: int) -> None:
+    """Reseed the host generator (weight init) and the device generator (dropout)."""
+    _state.seed = int(seed)
+    _state.host = numpy.random.default_rng(_state.seed)
+    _state.device = _state.xp.random.default_rng(_state.seed)
+
+
+def host_rng(seed: int | None = None) -> numpy.random.Generator:
+    """NumPy generator for weight initialisation (always on the host).
+
+    Without ``seed``: the shared generator that ``manual_seed`` resets.
+    With ``seed``: a fresh, independent generator (for tests and examples).
+    """
+    if seed is not None:
+        return numpy.random.default_rng(seed)
+    return _state.host
+
+
+def device_rng():
+    """Generator of the active backend, for dropout masks.
+
+    Use only ``random(size, dtype=...)`` on it: that call exists in both
+    NumPy's and CuPy's ``Generator``.
+    """
+    return _state.device
+
+
+def scatter_add(target, indices, values) -> None:
+    """``target[indices] += values`` with repeated indices accumulating (in place).
+
+    Plain fancy-index ``+=`` keeps only one of repeated writes; ``add.at`` sums
+    them, on NumPy and on CuPy >= 14.
+    """
+    get_array_module(target).add.at(target, indices, values)
+
+
+def errstate(**kwargs):
+    """``numpy.errstate`` on the CPU; a no-op context on CuPy (which never warns)."""
+    if _state.name == "numpy":
+        return numpy.errstate(**kwargs)
+    return contextlib.nullcontext()
+
+
+def erf(x):
+    """The error function, elementwise, on the array's own backend.
+
+    SciPy on the host (``scipy.special.erf``) and ``cupyx.scipy.special.erf``
+    on the GPU: both are accurate to float64 rounding, and keep float32 as
+    float32.
+    """
+    if type(x).__module__.startswith("cupy"):
+        import cupyx.scipy.special
+
+        return cupyx.scipy.special.erf(x)
+    import scipy.special
+
+    return scipy.special.erf(x)
+
+
+def finfo(dtype):
+    """Machine limits of a float dtype (same on both backends)."""
+    return numpy.finfo(dtype)
+
+
+# Honour MINITRANSFORMER_BACKEND at import time.
+_env = os.environ.get("MINITRANSFORMER_BACKEND", "").strip().lower()
+if _env:
+    use(_env)
