@@ -1,0 +1,114 @@
+"""Softmax and log-softmax over the last axis, numerically stable, with an optional mask.
+
+Stability: softmax is unchanged by subtracting a constant from every entry of
+a row, so we subtract the row maximum first; the largest exponent is then
+exp(0) = 1 and nothing overflows, even for logits of 1e4.
+
+Masking: ``mask`` (True = keep) sends the masked entries to -inf before the
+exponential, so they get probability exactly 0. A row with every entry
+masked would be 0/0 = NaN in the textbook formula; here it is all zeros, and
+so is its gradient. (The same happens for a row whose entries are all -inf,
+e.g. from an additive attention mask.)
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from .. import backend
+
+__all__ = [
+    "LogSoftmaxCache",
+    "SoftmaxCache",
+    "log_softmax_backward",
+    "log_softmax_forward",
+    "softmax_backward",
+    "softmax_forward",
+]
+
+
+class SoftmaxCache(NamedTuple):
+    P: object  # (..., n) the probabilities: softmax's backward needs only its output
+
+
+def _safe_row_max(xp, x):
+    """Row maximum, replaced by 0 where the whole row is -inf (fully masked)."""
+    m = x.max(axis=-1, keepdims=True)  # (..., 1)
+    return xp.where(xp.isfinite(m), m, 0.0)  # (..., 1)
+
+
+def softmax_forward(x, mask=None):
+    """Softmax over the last axis.
+
+    Args:
+        x: (..., n) scores (float32 or float64; may contain -inf).
+        mask: boolean, broadcastable to x; True = keep, False = probability 0.
+    Returns:
+        P: (..., n), rows summing to 1 (0 for fully masked rows), and the cache.
+
+    Math:
+        P[..., j] = exp(x[..., j] - m) / sum_k exp(x[..., k] - m),   m = max_k x[..., k]
+    """
+    xp = backend.get_array_module(x)
+    if mask is not None:
+        x = xp.where(mask, x, -xp.inf)  # (..., n)  masked scores -> -inf
+    m = _safe_row_max(xp, x)  # (..., 1)
+    E = xp.exp(x - m)  # (..., n)   every exponent <= 0: no overflow
+    s = E.sum(axis=-1, keepdims=True)  # (..., 1)   0 only for a fully masked row
+    P = E / xp.where(s == 0.0, 1.0, s)  # (..., n)  0/1 = 0 instead of 0/0 = NaN
+    return P, SoftmaxCache(P)
+
+
+def softmax_backward(dP, cache: SoftmaxCache):
+    """Gradient of softmax without building the (n, n) Jacobian.
+
+    Args:
+        dP: (..., n) upstream gradient dL/dP.
+    Returns:
+        dx: (..., n).
+
+    Math:
+        dP/dx is diag(P) - P P^T per row, so
+        dx = P * (dP - sum_k(dP * P))
+    """
+    (P,) = cache
+    inner = (dP * P).sum(axis=-1, keepdims=True)  # (..., 1)  sum_k dP_k P_k
+    return P * (dP - inner)  # (..., n)   masked entries have P = 0, so dx = 0
+
+
+class LogSoftmaxCache(NamedTuple):
+    P: object  # (..., n) softmax probabilities exp(y), for the backward
+
+
+def log_softmax_forward(x):
+    """Log-softmax over the last axis via log-sum-exp.
+
+    Args:
+        x: (..., n) logits.
+    Returns:
+        y: (..., n) log-probabilities, and the cache.
+
+    Math:
+        y = x - m - log(sum_k exp(x_k - m)),   m = max_k x_k
+    """
+    xp = backend.get_array_module(x)
+    m = _safe_row_max(xp, x)  # (..., 1)
+    z = x - m  # (..., n)  <= 0
+    lse = xp.log(xp.exp(z).sum(axis=-1, keepdims=True))  # (..., 1)  log-sum-exp, >= 0
+    y = z - lse  # (..., n)
+    return y, LogSoftmaxCache(xp.exp(y))
+
+
+def log_softmax_backward(dy, cache: LogSoftmaxCache):
+    """Gradient of log-softmax.
+
+    Args:
+        dy: (..., n) upstream gradient.
+    Returns:
+        dx: (..., n).
+
+    Math:
+        dy_i/dx_j = [i == j] - P_j, so dx = dy - P * sum_k dy_k
+    """
+    (P,) = cache
+    return dy - P * dy.sum(axis=-1, keepdims=True)  # (..., n)
