@@ -1,0 +1,186 @@
+"""Elementwise activations: ReLU and GELU (exact erf form and the tanh approximation).
+
+ReLU is the original Transformer's feed-forward nonlinearity; BERT uses the
+exact GELU, GPT-2 the tanh approximation. Both GELUs gate the input by a
+smooth step G(x) in (0, 1), so we write y = x * G and cache ``t``, the
+erf or tanh value inside G, which backward reuses instead of recomputing.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+from .. import backend
+from .checks import check_float
+from .module import Module
+
+__all__ = [
+    "GELU",
+    "GELUCache",
+    "ReLU",
+    "ReLUCache",
+    "get_activation",
+    "gelu_backward",
+    "gelu_forward",
+    "relu_backward",
+    "relu_forward",
+]
+
+_APPROXIMATE = ("none", "tanh")
+_SQRT_HALF = 1.0 / math.sqrt(2.0)  # Python floats: float32 inputs stay float32
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_KAPPA = 0.044715
+
+
+class ReLUCache(NamedTuple):
+    keep: object  # (...) bool, True where x > 0
+
+
+def relu_forward(x):
+    """Rectified linear unit.
+
+    Args:
+        x: (...) input.
+    Returns:
+        y: (...) same shape and dtype, and the cache.
+
+    Math:
+        y = max(x, 0)
+    """
+    xp = backend.get_array_module(x)
+    y = xp.maximum(x, 0.0)  # (...)   NaN stays NaN, as in torch
+    return y, ReLUCache(x > 0.0)  # keep: (...) bool
+
+
+def relu_backward(dy, cache: ReLUCache):
+    """Gradient of ``relu_forward`` (0 at x = 0, as PyTorch).
+
+    Args:
+        dy: (...) upstream gradient.
+    Returns:
+        dx: (...).
+
+    Math:
+        dx = dy * [x > 0]
+    """
+    xp = backend.get_array_module(dy)
+    return xp.where(cache.keep, dy, 0.0)  # (...)   inverts y = max(x, 0)
+
+
+class GELUCache(NamedTuple):
+    x: object  # (...) input
+    t: object  # (...) erf(x / sqrt 2) for "none", tanh(u) for "tanh"
+    approximate: str  # "none" or "tanh"
+
+
+def _check_approximate(approximate) -> None:
+    if approximate not in _APPROXIMATE:
+        raise ValueError(f"GELU approximate must be one of {_APPROXIMATE}, got {approximate!r}")
+
+
+def gelu_forward(x, approximate: str = "none"):
+    """Gaussian error linear unit, y = x * Phi(x), exact or tanh-approximated.
+
+    Args:
+        x: (...) input.
+        approximate: "none" (erf form, BERT) or "tanh" (GPT-2's ``gelu_new``).
+    Returns:
+        y: (...) same shape and dtype, and the cache.
+
+    Math:
+        "none":  t = erf(x / sqrt 2),  y = 0.5 x (1 + t)                    (= x Phi(x))
+        "tanh":  u = sqrt(2/pi) (x + 0.044715 x^3),  t = tanh(u),  y = 0.5 x (1 + t)
+
+    Ref: Hendrycks & Gimpel 2016, "Gaussian Error Linear Units (GELUs)".
+    """
+    _check_approximate(approximate)
+    xp = backend.get_array_module(x)
+    if approximate == "none":
+        t = backend.erf(x * _SQRT_HALF)  # (...)
+    else:
+        u = _SQRT_2_OVER_PI * (x + _KAPPA * (x * x * x))  # (...)
+        t = xp.tanh(u)  # (...)
+    y = 0.5 * x * (1.0 + t)  # (...)
+    return y, GELUCache(x, t, approximate)
+
+
+def gelu_backward(dy, cache: GELUCache):
+    """Gradient of ``gelu_forward`` by the product rule on y = x * G(x), G = 0.5 (1 + t).
+
+    Args:
+        dy: (...) upstream gradient.
+    Returns:
+        dx: (...).
+
+    Math:
+        dy/dx = G + x dG/dx
+        "none":  dG/dx = phi(x) = exp(-x^2 / 2) / sqrt(2 pi)        (d erf(z)/dz = 2/sqrt(pi) exp(-z^2))
+        "tanh":  dG/dx = 0.5 (1 - t^2) du/dx,  du/dx = sqrt(2/pi) (1 + 3 * 0.044715 x^2)
+        dx = dy * (0.5 (1 + t) + x dG/dx)
+    """
+    xp = backend.get_array_module(dy)
+    x, t, approximate = cache
+    if approximate == "none":
+        dG = _INV_SQRT_2PI * xp.exp(-0.5 * (x * x))  # (...)   inverts t = erf(x / sqrt 2)
+    else:
+        du = _SQRT_2_OVER_PI * (1.0 + (3.0 * _KAPPA) * (x * x))  # (...)  inverts u = ...
+        dG = 0.5 * (1.0 - t * t) * du  # (...)                           inverts t = tanh(u)
+    return dy * (0.5 * (1.0 + t) + x * dG)  # (...)          inverts y = 0.5 x (1 + t)
+
+
+class ReLU(Module):
+    """``y = max(x, 0)`` elementwise; no parameters."""
+
+    def forward(self, x):
+        """x: (...) -> y: (...)."""
+        check_float(x, "ReLU input")
+        y, self._cache = relu_forward(x)
+        return y
+
+    def backward(self, dy):
+        """dy: (...) -> dx: (...)."""
+        return relu_backward(dy, self._pop_cache())
+
+    def __repr__(self) -> str:
+        return "ReLU()"
+
+
+class GELU(Module):
+    """``y = x * Phi(x)`` elementwise (``approximate="tanh"`` for GPT-2's form); no parameters."""
+
+    def __init__(self, approximate: str = "none"):
+        super().__init__()
+        _check_approximate(approximate)
+        self.approximate = approximate
+
+    def forward(self, x):
+        """x: (...) -> y: (...)."""
+        check_float(x, "GELU input")
+        y, self._cache = gelu_forward(x, self.approximate)
+        return y
+
+    def backward(self, dy):
+        """dy: (...) -> dx: (...)."""
+        return gelu_backward(dy, self._pop_cache())
+
+    def __repr__(self) -> str:
+        return f"GELU(approximate={self.approximate!r})"
+
+
+# Hugging Face config names ("hidden_act") for the tanh GELU: gelu_new, gelu_pytorch_tanh.
+_ACTIVATIONS = {
+    "relu": ReLU,
+    "gelu": GELU,
+    "gelu_tanh": lambda: GELU("tanh"),
+    "gelu_new": lambda: GELU("tanh"),
+    "gelu_pytorch_tanh": lambda: GELU("tanh"),
+}
+
+
+def get_activation(name: str) -> Module:
+    """A fresh activation Module by name (as in a model config's ``hidden_act``)."""
+    if name not in _ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}: expected one of {sorted(_ACTIVATIONS)}")
+    return _ACTIVATIONS[name]()
