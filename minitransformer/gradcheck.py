@@ -27,6 +27,7 @@ Used by the tests, the ``minitransformer gradcheck`` report and the notebooks.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from . import backend
@@ -35,7 +36,10 @@ __all__ = ["CheckResult", "check_module", "check_op", "format_table", "numeric_g
 
 
 def rel_error(a, b) -> float:
-    """Normwise relative error ``max|a-b| / max(1e-8, max|a| + max|b|)`` (0 for empty arrays)."""
+    """Normwise relative error ``max|a-b| / max(1e-8, max|a| + max|b|)`` (0 for empty arrays).
+
+    A NaN or inf in either array gives ``inf``: a non-finite gradient never passes.
+    """
     a = backend.to_numpy(a)
     b = backend.to_numpy(b)
     if a.shape != b.shape:
@@ -43,6 +47,8 @@ def rel_error(a, b) -> float:
     if a.size == 0:
         return 0.0
     xp = backend.get_array_module(a)
+    if not (bool(xp.isfinite(a).all()) and bool(xp.isfinite(b).all())):
+        return math.inf
     num = float(xp.max(xp.abs(a - b)))
     den = max(1e-8, float(xp.max(xp.abs(a))) + float(xp.max(xp.abs(b))))
     return num / den
@@ -77,6 +83,11 @@ def numeric_grad(loss_fn, x, eps: float = 1e-6):
     return grad
 
 
+def _badness(err: float) -> float:
+    """Sort key for errors: NaN counts as worse than anything (``max`` would skip it)."""
+    return math.inf if math.isnan(err) else err
+
+
 @dataclass
 class CheckResult:
     """Outcome of one gradient check: the relative error of every tensor."""
@@ -88,15 +99,15 @@ class CheckResult:
 
     @property
     def worst(self) -> float:
-        return max(self.errors.values(), default=0.0)
+        return max(self.errors.values(), key=_badness, default=0.0)
 
     @property
     def worst_name(self) -> str:
-        return max(self.errors, key=self.errors.get) if self.errors else "-"
+        return max(self.errors, key=lambda k: _badness(self.errors[k])) if self.errors else "-"
 
     @property
     def passed(self) -> bool:
-        return self.worst < self.tol
+        return _badness(self.worst) < self.tol
 
     def __str__(self) -> str:
         status = "PASS" if self.passed else "FAIL"
@@ -214,7 +225,8 @@ def check_module(module, args, *, wrt=None, kwargs=None, name=None, tol: float =
         result.errors[f"arg{i}"] = rel_error(g, numeric_grad(loss, args[i], eps))
     for k, p in named.items():
         result.errors[k] = rel_error(param_grads[k], numeric_grad(loss, p.data, eps))
-    module._cache = None
+    for m in module.modules():  # drop every cache of the last forward, children's too
+        m._cache = None
     return result
 
 

@@ -155,17 +155,19 @@ class Module:
                 f"state_dict does not match {type(self).__name__}: "
                 f"missing keys {missing}, unexpected keys {unexpected}"
             )
-        for name, p in params.items():
-            if name not in state:
-                continue
-            value = state[name]
-            if tuple(value.shape) != tuple(p.shape):
-                raise ValueError(
-                    f"shape mismatch for {name!r}: model expects {tuple(p.shape)}, "
-                    f"state_dict has {tuple(value.shape)}"
-                )
+        values = {name: backend.to_numpy(state[name]) for name in params if name in state}
+        bad = [
+            f"shape mismatch for {name!r}: model expects {tuple(params[name].shape)}, "
+            f"state_dict has {tuple(v.shape)}"
+            for name, v in values.items()
+            if tuple(v.shape) != tuple(params[name].shape)
+        ]
+        if bad:  # checked before any copy, so a failed load leaves the model unchanged
+            raise ValueError("; ".join(bad))
+        for name, value in values.items():
+            p = params[name]
             xp = backend.get_array_module(p.data)
-            p.data[...] = xp.asarray(backend.to_numpy(value), dtype=p.dtype)
+            p.data[...] = xp.asarray(value, dtype=p.dtype)
 
     def to(self, device: str | None = None, dtype=None) -> Module:
         """Move parameters to a backend (``"numpy"``/``"cpu"`` or ``"cupy"``/``"cuda"``)
