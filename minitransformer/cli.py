@@ -43,7 +43,7 @@ examples:
   minitransformer gradcheck --list                the names, with what each case covers
   minitransformer gradcheck --only softmax        one check
   minitransformer gradcheck --only linear,Linear  several (comma-separated or repeated)
-  MINITRANSFORMER_BACKEND=cupy minitransformer gradcheck   the same checks on the GPU
+  minitransformer gradcheck -q > table.txt        just the table, no progress lines
 
 exit status: 0 when every check passes, 1 when any fails, 2 for a usage error."""
 
