@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gc.add_argument("--list", action="store_true", help="list the check names and what each covers, then exit")
     gc.add_argument("-q", "--quiet", action="store_true", help="no progress lines, only the final table")
-    gc.set_defaults(func=_cmd_gradcheck)
+    gc.set_defaults(func=_cmd_gradcheck, subparser=gc)
     return parser
 
 
@@ -156,7 +156,7 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     try:
-        return args.func(args, parser)
+        return args.func(args, args.subparser)
     except BrokenPipeError:  # `minitransformer gradcheck | head`: the reader left, not an error of ours
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the interpreter's final flush quiet
         return 0

@@ -72,11 +72,11 @@ def _case(group: str, name: str, module: str, covers: tuple[str, ...], also: tup
     return register
 
 
-def op(name, module, covers, also=()):
+def _op(name, module, covers, also=()):
     return _case("ops", name, module, covers, also)
 
 
-def mod(name, module, covers, also=()):
+def _mod(name, module, covers, also=()):
     return _case("modules", name, module, covers, also)
 
 
@@ -184,7 +184,7 @@ def _bool(values):
 # ---------------------------------------------------------------------------
 
 
-@op("linear", "linear", ("linear_forward",))
+@_op("linear", "linear", ("linear_forward",))
 def _linear():
     """batched (B, T, d_in) input, bias"""
     m = importlib.import_module(f"{NN}.linear")
@@ -192,7 +192,7 @@ def _linear():
     return check_op(m.linear_forward, m.linear_backward, (x, W, b))
 
 
-@op("relu", "activations", ("relu_forward",))
+@_op("relu", "activations", ("relu_forward",))
 def _relu():
     """inputs kept away from the kink at 0"""
     m = importlib.import_module(f"{NN}.activations")
@@ -202,7 +202,7 @@ def _relu():
     return check_op(m.relu_forward, m.relu_backward, (x,))
 
 
-@op("gelu", "activations", ("gelu_forward",))
+@_op("gelu", "activations", ("gelu_forward",))
 def _gelu():
     """exact (erf) and tanh forms, negative and positive inputs"""
     m = importlib.import_module(f"{NN}.activations")
@@ -213,7 +213,7 @@ def _gelu():
     })
 
 
-@op("softmax", "softmax", ("softmax_forward",))
+@_op("softmax", "softmax", ("softmax_forward",))
 def _softmax():
     """padding + causal keep-mask, one fully masked row"""
     m = importlib.import_module(f"{NN}.softmax")
@@ -223,7 +223,7 @@ def _softmax():
     return check_op(m.softmax_forward, m.softmax_backward, (x,), kwargs={"mask": mask})
 
 
-@op("log_softmax", "softmax", ("log_softmax_forward",))
+@_op("log_softmax", "softmax", ("log_softmax_forward",))
 def _log_softmax():
     """large logits (stability)"""
     m = importlib.import_module(f"{NN}.softmax")
@@ -231,7 +231,7 @@ def _log_softmax():
     return check_op(m.log_softmax_forward, m.log_softmax_backward, (x,))
 
 
-@op("layernorm", "layernorm", ("layernorm_forward",))
+@_op("layernorm", "layernorm", ("layernorm_forward",))
 def _layernorm():
     """random gamma and beta, inputs far from zero mean"""
     m = importlib.import_module(f"{NN}.layernorm")
@@ -241,7 +241,7 @@ def _layernorm():
     return check_op(m.layernorm_forward, m.layernorm_backward, (x, gamma, beta))
 
 
-@op("dropout", "dropout", ("dropout_forward",))
+@_op("dropout", "dropout", ("dropout_forward",))
 def _dropout():
     """p = 0.3, the keep-mask given as data"""
     m = importlib.import_module(f"{NN}.dropout")
@@ -250,7 +250,7 @@ def _dropout():
     return check_op(m.dropout_forward, m.dropout_backward, (x, keep, 0.3))
 
 
-@op("embedding", "embedding", ("embedding_forward",))
+@_op("embedding", "embedding", ("embedding_forward",))
 def _embedding():
     """repeated ids (their gradients must add up)"""
     m = importlib.import_module(f"{NN}.embedding")
@@ -258,14 +258,14 @@ def _embedding():
     return check_op(m.embedding_forward, m.embedding_backward, (ids, _randn(14, 6, 3)))
 
 
-@op("add_positions", "positional", ("add_positions_forward",))
+@_op("add_positions", "positional", ("add_positions_forward",))
 def _add_positions():
     """one position vector per t, broadcast over the batch"""
     m = importlib.import_module(f"{NN}.positional")
     return check_op(m.add_positions_forward, m.add_positions_backward, (_randn(15, 3, 4, 5), _randn(16, 4, 5)))
 
 
-@op("scaled_dot_product_attention", "attention", ("scaled_dot_product_attention_forward",),
+@_op("scaled_dot_product_attention", "attention", ("scaled_dot_product_attention_forward",),
     also=("build_attention_mask", "causal_mask"))
 def _attention():
     """B=2, 2 heads, Tq=3 != Tk=4, causal + left padding (a fully masked row), dropout"""
@@ -281,7 +281,7 @@ def _attention():
                     kwargs={"mask": mask, "dropout_mask": keep, "dropout_p": 0.25})
 
 
-@op("multi_head_attention", "multihead", ("multi_head_attention_forward",), also=("attention:build_attention_mask",))
+@_op("multi_head_attention", "multihead", ("multi_head_attention_forward",), also=("attention:build_attention_mask",))
 def _multi_head_attention():
     """B=2, 2 heads, Tq=3 != Tk=4, separate query/key/value, causal + padding, dropout"""
     m = importlib.import_module(f"{NN}.multihead")
@@ -314,7 +314,7 @@ def _multi_head_attention():
     return result
 
 
-@op("cross_entropy", "losses", ("cross_entropy_forward",))
+@_op("cross_entropy", "losses", ("cross_entropy_forward",))
 def _cross_entropy():
     """ignored targets, with and without label smoothing"""
     m = importlib.import_module(f"{NN}.losses")
@@ -332,7 +332,7 @@ def _cross_entropy():
 # ---------------------------------------------------------------------------
 
 
-@mod("Linear", "linear", ("Linear",))
+@_mod("Linear", "linear", ("Linear",))
 def _linear_module():
     """input, W and b"""
     m = importlib.import_module(f"{NN}.linear")
@@ -341,7 +341,7 @@ def _linear_module():
     return check_module(layer, (_randn(11, 2, 3, 4),))
 
 
-@mod("ReLU", "activations", ("ReLU",))
+@_mod("ReLU", "activations", ("ReLU",))
 def _relu_module():
     """inputs kept away from the kink at 0"""
     m = importlib.import_module(f"{NN}.activations")
@@ -351,7 +351,7 @@ def _relu_module():
     return check_module(m.ReLU(), (x,))
 
 
-@mod("GELU", "activations", ("GELU",))
+@_mod("GELU", "activations", ("GELU",))
 def _gelu_module():
     """exact and tanh forms"""
     m = importlib.import_module(f"{NN}.activations")
@@ -359,7 +359,7 @@ def _gelu_module():
     return _merge("GELU", {"": check_module(m.GELU(), (x,)), "tanh ": check_module(m.GELU("tanh"), (x,))})
 
 
-@mod("LayerNorm", "layernorm", ("LayerNorm",))
+@_mod("LayerNorm", "layernorm", ("LayerNorm",))
 def _layernorm_module():
     """random gamma and beta"""
     m = importlib.import_module(f"{NN}.layernorm")
@@ -367,14 +367,14 @@ def _layernorm_module():
     return check_module(layer, (_randn(24, 2, 3, 5, scale=2.0),))
 
 
-@mod("Dropout", "dropout", ("Dropout",))
+@_mod("Dropout", "dropout", ("Dropout",))
 def _dropout_module():
     """p = 0.3, the mask replayed from the seed"""
     m = importlib.import_module(f"{NN}.dropout")
     return check_module(m.Dropout(0.3), (_randn(25, 2, 3, 5),))
 
 
-@mod("Embedding", "embedding", ("Embedding",))
+@_mod("Embedding", "embedding", ("Embedding",))
 def _embedding_module():
     """repeated ids; W only (ids have no gradient)"""
     m = importlib.import_module(f"{NN}.embedding")
@@ -385,7 +385,7 @@ def _embedding_module():
     return result
 
 
-@mod("PositionalEncoding", "positional", ("PositionalEncoding",))
+@_mod("PositionalEncoding", "positional", ("PositionalEncoding",))
 def _positional_encoding_module():
     """fixed sinusoids from offset 2"""
     m = importlib.import_module(f"{NN}.positional")
@@ -393,7 +393,7 @@ def _positional_encoding_module():
     return check_module(layer, (_randn(26, 2, 3, 5),), kwargs={"offset": 2})
 
 
-@mod("LearnedPositionalEmbedding", "positional", ("LearnedPositionalEmbedding",))
+@_mod("LearnedPositionalEmbedding", "positional", ("LearnedPositionalEmbedding",))
 def _learned_positional_module():
     """from offset 1: only the used rows of W get gradient"""
     m = importlib.import_module(f"{NN}.positional")
@@ -402,7 +402,7 @@ def _learned_positional_module():
     return check_module(layer, (_randn(27, 2, 3, 5),), kwargs={"offset": 1})
 
 
-@mod("CrossEntropyLoss", "losses", ("CrossEntropyLoss",))
+@_mod("CrossEntropyLoss", "losses", ("CrossEntropyLoss",))
 def _cross_entropy_module():
     """ignored targets, label smoothing 0.1"""
     m = importlib.import_module(f"{NN}.losses")
@@ -411,7 +411,7 @@ def _cross_entropy_module():
     return check_module(m.CrossEntropyLoss(label_smoothing=0.1), (logits, targets))
 
 
-@mod("MultiHeadAttention", "multihead", ("MultiHeadAttention",))
+@_mod("MultiHeadAttention", "multihead", ("MultiHeadAttention",))
 def _multi_head_attention_module():
     """self-attention (causal + padding) and cross-attention (T=3 != S=4), 2 heads, dropout 0.1"""
     m = importlib.import_module(f"{NN}.multihead")
@@ -428,7 +428,7 @@ def _multi_head_attention_module():
     })
 
 
-@mod("FeedForward", "feedforward", ("FeedForward",))
+@_mod("FeedForward", "feedforward", ("FeedForward",))
 def _feedforward_module():
     """GELU, dropout 0.2 on the hidden layer"""
     m = importlib.import_module(f"{NN}.feedforward")
@@ -437,7 +437,7 @@ def _feedforward_module():
     return check_module(layer, (_randn(29, 2, 3, 4),))
 
 
-@mod("EncoderLayer", "encoder", ("EncoderLayer",))
+@_mod("EncoderLayer", "encoder", ("EncoderLayer",))
 def _encoder_layer_module():
     """post-LN, 2 heads, padding + causal, dropout 0.1, random LayerNorm gamma"""
     m = importlib.import_module(f"{NN}.encoder")
@@ -447,7 +447,7 @@ def _encoder_layer_module():
     return _check_attention_module(layer, (_randn(30, 2, 3, 4),), kwargs={"key_padding_mask": padding, "causal": True})
 
 
-@mod("Encoder", "encoder", ("Encoder",))
+@_mod("Encoder", "encoder", ("Encoder",))
 def _encoder_module():
     """pre-LN stack of 2 + final LayerNorm, padding, dropout 0.1"""
     m = importlib.import_module(f"{NN}.encoder")
@@ -458,7 +458,7 @@ def _encoder_module():
     return _check_attention_module(enc, (_randn(31, 2, 3, 4),), kwargs={"key_padding_mask": padding})
 
 
-@mod("DecoderLayer", "decoder", ("DecoderLayer",))
+@_mod("DecoderLayer", "decoder", ("DecoderLayer",))
 def _decoder_layer_module():
     """post-LN, T=3 != S=4, causal + target and memory padding, dropout 0.1; dx and dmemory"""
     m = importlib.import_module(f"{NN}.decoder")
@@ -470,7 +470,7 @@ def _decoder_layer_module():
     return _check_attention_module(layer, (x, memory), kwargs=masks)
 
 
-@mod("Decoder", "decoder", ("Decoder",))
+@_mod("Decoder", "decoder", ("Decoder",))
 def _decoder_module():
     """pre-LN stack of 2 + final LayerNorm: memory feeds both layers, so its gradients add up"""
     m = importlib.import_module(f"{NN}.decoder")
