@@ -27,13 +27,17 @@ import numpy
 __all__ = [
     "asarray",
     "backend_name",
+    "decode_text",
     "device_rng",
+    "encode_text",
     "erf",
     "errstate",
     "get_array_module",
     "host_rng",
     "is_array",
+    "load_npz",
     "manual_seed",
+    "save_npz",
     "scatter_add",
     "to_numpy",
     "use",
@@ -202,6 +206,49 @@ def erf(x):
 def finfo(dtype):
     """Machine limits of a float dtype (same on both backends)."""
     return numpy.finfo(dtype)
+
+
+# -- files: .npz without pickle (used by checkpoint.py) -------------------------
+
+
+def save_npz(file, arrays: dict) -> None:
+    """Write ``arrays`` (name -> NumPy or CuPy array) to an uncompressed ``.npz``, never pickling.
+
+    ``file`` is a path or an open binary file; a path is used as given (no
+    ``.npz`` is appended). An object array is refused with ValueError.
+    """
+    host = {name: to_numpy(a) for name, a in arrays.items()}
+    numpy.savez(file, allow_pickle=False, **host)
+
+
+def load_npz(path) -> dict:
+    """Read every array of an ``.npz`` file into host NumPy arrays, never unpickling.
+
+    Object arrays (which would need pickle) raise ValueError, as do files
+    that do not start with the zip signature (a lone ``.npy``, random bytes,
+    or a pickle, which NumPy would otherwise try to read as one); a damaged
+    archive raises whatever the zip reader raises (callers turn that into one
+    clear error).
+    """
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":  # an .npz is a zip; anything else numpy would take for a pickle
+            raise ValueError("not an .npz archive (no zip signature at the start)")
+        f.seek(0)
+        with numpy.load(f, allow_pickle=False) as loaded:  # an NpzFile: a zip is never read as .npy
+            return {name: loaded[name] for name in loaded.files}
+
+
+def encode_text(text: str):
+    """A string as a host uint8 array of its UTF-8 bytes (stores JSON in an ``.npz`` without pickle)."""
+    return numpy.frombuffer(text.encode("utf-8"), dtype=numpy.uint8).copy()
+
+
+def decode_text(a) -> str:
+    """Inverse of ``encode_text``: a 1-D uint8 array back to a string."""
+    a = to_numpy(a)
+    if a.dtype != numpy.uint8 or a.ndim != 1:
+        raise ValueError(f"expected a 1-D uint8 array of UTF-8 bytes, got dtype {a.dtype} and shape {a.shape}")
+    return a.tobytes().decode("utf-8")
 
 
 # Honour MINITRANSFORMER_BACKEND at import time.
