@@ -30,13 +30,14 @@ slope of L = sum(forward(x) * dy), measured by centred differences in float64
                 normwise because many true gradients are exactly 0 (masked keys)
   tol           PASS when rel. error < tol; a correct backward gives ~1e-9,
                 a missing term or wrong transpose ~1e-2 or worse
-  b_k (=0)      the key bias cannot change attention (softmax ignores a constant added to
-                a whole row), so its gradient is exactly 0: it is compared with 0, because
-                finite differences would only measure their own rounding noise"""
+  PASS*         a tensor whose true gradient is exactly 0 (the key bias b_k: softmax
+                ignores a constant added to a whole row of scores) passes on the absolute
+                error max|analytic - numeric| < 1e-8 instead, since both are rounding noise"""
 
 _GRADCHECK_EPILOG = """\
 names: an op is named after its function without _forward (linear, softmax),
-a module after its class (Linear, LayerNorm); names are case-sensitive.
+a module or model after its class (Linear, LayerNorm, Transformer); names are
+case-sensitive.
 
 examples:
   minitransformer gradcheck                       all checks, a row as each finishes
@@ -73,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
             "Check every hand-written backward pass against centred finite differences, in float64, "
             "on small hard cases: batch > 1, several heads, query length != key length, padding and "
             "causal masks together, random LayerNorm gamma, dropout replayed from a fixed seed. "
-            "Ops (pure forward/backward pairs) first, then modules (inputs and every parameter)."
+            "Ops (pure forward/backward pairs) first, then modules (inputs and every parameter), "
+            "then models (the training loss against every parameter)."
         ),
         epilog=_GRADCHECK_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -5,15 +5,16 @@ actually make (batch > 1, several heads, query length != key length, padding
 and causal masks together, random LayerNorm gamma, dropout replayed from the
 same seed) and returns a ``CheckResult`` from ``check_op`` (a pure
 forward/backward pair) or ``check_module`` (a Module: its inputs and every
-parameter). ``run_report()`` runs them, ops first, then modules, and prints a
-row as each one finishes; ``minitransformer gradcheck`` prints the table.
+parameter); a model's case checks its training loss against every parameter.
+``run_report()`` runs them, ops first, then modules, then models, and prints
+a row as each one finishes; ``minitransformer gradcheck`` prints the table.
 
 A case whose layer is not importable (not written yet, or an API that moved)
 is skipped with a note instead of breaking the report. A case that raises is
 a failure, reported with its error.
 
 Names: an op is named after its function without ``_forward`` (``linear``,
-``softmax``); a module after its class (``Linear``, ``LayerNorm``).
+``softmax``); a module or model after its class (``Linear``, ``Transformer``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import backend
-from .gradcheck import CheckResult, check_module, check_op, rel_error
+from .gradcheck import CheckResult, check_module, check_op
 
 __all__ = ["CASES", "Case", "Report", "case_names", "find_cases", "missing_requirements", "run_report"]
 
@@ -42,7 +43,7 @@ class Case:
     """
 
     name: str
-    group: str  # "ops" or "modules"
+    group: str  # "ops", "modules" or "models"
     module: str  # dotted module path, e.g. "minitransformer.nn.linear"
     covers: tuple[str, ...]
     requires: tuple[str, ...]
@@ -53,17 +54,22 @@ class Case:
 CASES: list[Case] = []
 
 
+GROUPS = ("ops", "modules", "models")
+
+
 def _case(group: str, name: str, module: str, covers: tuple[str, ...], also: tuple[str, ...] = ()):
     """Register the decorated function as a case.
 
-    ``module`` is the file in minitransformer/nn without ``.py``; ``also`` lists
-    other names the case needs: ``"name"`` in the same module or ``"module:name"``.
+    ``module`` is the file in minitransformer/nn (minitransformer/models for
+    the models group) without ``.py``; ``also`` lists other names the case
+    needs: ``"name"`` in the same module or ``"module:name"``.
     """
+    package = "minitransformer.models" if group == "models" else NN
 
     def register(fn: Callable[[], CheckResult]) -> Callable[[], CheckResult]:
-        path = f"{NN}.{module}"
+        path = f"{package}.{module}"
         requires = tuple(f"{path}:{c}" for c in covers) + tuple(
-            f"{NN}.{a}" if ":" in a else f"{path}:{a}" for a in also
+            f"{package}.{a}" if ":" in a else f"{path}:{a}" for a in also
         )
         what = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
         CASES.append(Case(name, group, path, covers, requires, fn, what))
@@ -78,6 +84,10 @@ def _op(name, module, covers, also=()):
 
 def _mod(name, module, covers, also=()):
     return _case("modules", name, module, covers, also)
+
+
+def _model(name, module, covers, also=()):
+    return _case("models", name, module, covers, also)
 
 
 def _get(ref: str):
@@ -105,10 +115,11 @@ def _keep_mask(lengths, T_q: int, T_k: int, causal: bool):
 def _merge(name: str, parts: dict[str, CheckResult]) -> CheckResult:
     """One result from several checks of one layer (e.g. two settings): errors prefixed by the part's label."""
     first = next(iter(parts.values()))
-    merged = CheckResult(name, first.shapes, tol=max(r.tol for r in parts.values()))
+    merged = CheckResult(name, first.shapes, tol=max(r.tol for r in parts.values()),
+                         atol=max(r.atol for r in parts.values()))
     for label, r in parts.items():
-        for k, v in r.errors.items():
-            merged.errors[f"{label}{k}"] = v
+        merged.errors.update({f"{label}{k}": v for k, v in r.errors.items()})
+        merged.abs_errors.update({f"{label}{k}": v for k, v in r.abs_errors.items()})
     return merged
 
 
@@ -120,54 +131,6 @@ def _randomize_norms(module, seed: int = 100):
             m.gamma.data[...] = 1.0 + 0.5 * _randn(seed + 2 * i, d)  # (d_model,)
             m.beta.data[...] = 0.5 * _randn(seed + 2 * i + 1, d)  # (d_model,)
     return module
-
-
-# -- gradients that are exactly zero ---------------------------------------
-#
-# The key bias b_k never changes the attention: it adds q_i . b_k to every
-# score of query row i, and softmax ignores a constant added to a whole row.
-# So dL/db_k = 0 exactly, and the analytic backward gives ~1e-16. Finite
-# differences give their rounding noise instead (~1e-9): compared normwise,
-# noise against zero is an error of order 1. Such a tensor is therefore
-# compared with its true value, 0, not with finite differences; it shows up
-# in the table as "b_k (=0)" and passes when every entry is below 1e-8 * tol.
-
-def _zero_error(g) -> float:
-    """rel_error of an analytic gradient against exact zeros: max|g| / max(1e-8, max|g|)."""
-    xp = backend.get_array_module(g)
-    return rel_error(g, xp.zeros_like(g))
-
-
-class _WithoutParams:
-    """What ``check_module`` sees of ``module``: everything except the named parameters."""
-
-    def __init__(self, module, hidden):
-        self.module, self.hidden = module, set(hidden)
-
-    def forward(self, *args, **kwargs):
-        return self.module.forward(*args, **kwargs)
-
-    def backward(self, dy):
-        return self.module.backward(dy)
-
-    def zero_grad(self):
-        self.module.zero_grad()
-
-    def modules(self):
-        return self.module.modules()
-
-    def named_parameters(self):
-        return ((k, p) for k, p in self.module.named_parameters() if k not in self.hidden)
-
-
-def _check_attention_module(module, args, **kwargs) -> CheckResult:
-    """``check_module``, with every key bias ``b_k`` compared with its exact gradient 0."""
-    zero = [k for k, _ in module.named_parameters() if k.rsplit(".", 1)[-1] == "b_k"]
-    result = check_module(_WithoutParams(module, zero), args, name=type(module).__name__, **kwargs)
-    params = dict(module.named_parameters())
-    for k in zero:  # p.grad still holds the one analytic backward of check_module
-        result.errors[f"{k} (=0)"] = _zero_error(params[k].grad)
-    return result
 
 
 def _ids(seed: int, high: int, *shape):
@@ -294,23 +257,12 @@ def _multi_head_attention():
     kwargs = {"mask": attention.build_attention_mask(B, Tq, Tk, key_padding_mask=padding, causal=True),
               "dropout_mask": backend.asarray(backend.host_rng(51).random((B, n_heads, Tq, Tk)) >= 0.2),
               "dropout_p": 0.2}
-
-    def forward(query, key, value, W_q, b_q, W_k, W_v, b_v, W_o, b_o, **kw):  # b_k held fixed (see above)
-        return m.multi_head_attention_forward(query, key, value, W_q, b_q, W_k, b_k, W_v, b_v, W_o, b_o,
-                                              n_heads, **kw)
-
-    def backward(dY, cache):  # every gradient but db_k (position 6)
-        grads = m.multi_head_attention_backward(dY, cache)
-        return grads[:6] + grads[7:]
-
-    args = (query, key, value, W_q, b_q, W_k, W_v, b_v, W_o, b_o)
-    result = check_op(forward, backward, args, kwargs=kwargs, name="multi_head_attention")
-    names = ("query", "key", "value", "W_q", "b_q", "W_k", "W_v", "b_v", "W_o", "b_o")  # arg i is args[i]
-    result.errors = {names[int(k[3:])]: v for k, v in result.errors.items()}
-    Y, cache = m.multi_head_attention_forward(query, key, value, W_q, b_q, W_k, b_k, W_v, b_v, W_o, b_o,
-                                              n_heads, **kwargs)
-    dY = _randn(52, *Y.shape)  # (B, Tq, d_model)
-    result.errors["db_k (=0)"] = _zero_error(m.multi_head_attention_backward(dY, cache)[6])
+    args = (query, key, value, W_q, b_q, W_k, b_k, W_v, b_v, W_o, b_o, n_heads)
+    result = check_op(m.multi_head_attention_forward, m.multi_head_attention_backward, args, kwargs=kwargs)
+    names = ("query", "key", "value", "W_q", "b_q", "W_k", "b_k", "W_v", "b_v", "W_o", "b_o")  # arg i is args[i]
+    rename = {f"arg{i}": n for i, n in enumerate(names)}
+    result.errors = {rename[k]: v for k, v in result.errors.items()}
+    result.abs_errors = {rename[k]: v for k, v in result.abs_errors.items()}
     return result
 
 
@@ -423,8 +375,8 @@ def _multi_head_attention_module():
     self_masks = {"key_padding_mask": _bool([[False, False, True], [False, False, False]]), "causal": True}
     cross_masks = {"key_padding_mask": _bool([[False, False, False, True], [False, True, True, True]])}
     return _merge("MultiHeadAttention", {
-        "self ": _check_attention_module(attn, (x,), kwargs=self_masks),
-        "cross ": _check_attention_module(attn, (x, memory), kwargs=cross_masks),
+        "self ": check_module(attn, (x,), kwargs=self_masks),
+        "cross ": check_module(attn, (x, memory), kwargs=cross_masks),
     })
 
 
@@ -444,7 +396,7 @@ def _encoder_layer_module():
     backend.manual_seed(0)
     layer = _randomize_norms(m.EncoderLayer(4, 2, 8, dropout=0.1, activation="gelu").to(dtype="float64"))
     padding = _bool([[False, False, False], [False, False, True]])  # (B, T) True = padding
-    return _check_attention_module(layer, (_randn(30, 2, 3, 4),), kwargs={"key_padding_mask": padding, "causal": True})
+    return check_module(layer, (_randn(30, 2, 3, 4),), kwargs={"key_padding_mask": padding, "causal": True})
 
 
 @_mod("Encoder", "encoder", ("Encoder",))
@@ -455,7 +407,7 @@ def _encoder_module():
     enc = _randomize_norms(m.Encoder(2, 4, 2, 8, dropout=0.1, activation="gelu", norm_first=True)
                            .to(dtype="float64"))
     padding = _bool([[False, False, False], [False, True, True]])  # (B, T)
-    return _check_attention_module(enc, (_randn(31, 2, 3, 4),), kwargs={"key_padding_mask": padding})
+    return check_module(enc, (_randn(31, 2, 3, 4),), kwargs={"key_padding_mask": padding})
 
 
 @_mod("DecoderLayer", "decoder", ("DecoderLayer",))
@@ -467,7 +419,7 @@ def _decoder_layer_module():
     x, memory = _randn(32, 2, 3, 4), _randn(33, 2, 4, 4)  # (B, T, d_model), (B, S, d_model)
     masks = {"tgt_key_padding_mask": _bool([[False, False, False], [False, False, True]]),  # (B, T)
              "memory_key_padding_mask": _bool([[False, False, False, False], [False, False, True, True]])}  # (B, S)
-    return _check_attention_module(layer, (x, memory), kwargs=masks)
+    return check_module(layer, (x, memory), kwargs=masks)
 
 
 @_mod("Decoder", "decoder", ("Decoder",))
@@ -479,7 +431,52 @@ def _decoder_module():
                            .to(dtype="float64"))
     x, memory = _randn(34, 2, 3, 4), _randn(35, 2, 4, 4)  # (B, T, d_model), (B, S, d_model)
     masks = {"memory_key_padding_mask": _bool([[False, False, False, False], [False, True, True, True]])}  # (B, S)
-    return _check_attention_module(dec, (x, memory), kwargs=masks)
+    return check_module(dec, (x, memory), kwargs=masks)
+
+
+# ---------------------------------------------------------------------------
+# models: the training loss against every parameter, end to end
+# ---------------------------------------------------------------------------
+
+
+class _LossOf:
+    """A model's scalar training loss seen as a module, for ``check_module``: forward = loss, backward = dloss."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def forward(self, *batch):
+        return self.model.loss(*batch)  # ()
+
+    def backward(self, dloss):
+        self.model.backward()  # the loss is the output: dloss = 1
+
+    def named_parameters(self):
+        return self.model.named_parameters()
+
+    def zero_grad(self):
+        self.model.zero_grad()
+
+    def modules(self):
+        return self.model.modules()
+
+
+@_model("Transformer", "transformer", ("Transformer",), also=("TransformerConfig",))
+def _transformer():
+    """loss vs every parameter: tied embeddings, 1+2 layers, padding, label smoothing, dropout 0.1"""
+    m = importlib.import_module("minitransformer.models.transformer")
+    backend.manual_seed(0)
+    config = m.TransformerConfig(src_vocab_size=7, tgt_vocab_size=7, d_model=4, n_heads=2, d_ff=8,
+                                 n_encoder_layers=1, n_decoder_layers=2, dropout=0.1, max_len=8,
+                                 activation="gelu", share_embeddings=True, label_smoothing=0.1)
+    model = _randomize_norms(m.Transformer(config).to(dtype="float64"))
+    src = backend.asarray([[3, 4, 5, 6], [4, 5, 0, 0]])  # (B, S) 0 = padding
+    tgt_in = backend.asarray([[1, 3, 4], [1, 5, 0]])  # (B, T)
+    tgt_out = backend.asarray([[3, 4, 2], [5, 2, -100]])  # (B, T) -100 = ignored
+    src_padding, tgt_padding = src == 0, tgt_in == 0  # (B, S), (B, T) True = padding
+    result = check_module(_LossOf(model), (src, tgt_in, tgt_out, src_padding, tgt_padding), wrt=())
+    result.shapes = "2x4 2x3 (ids)"
+    return result
 
 
 # ---------------------------------------------------------------------------
@@ -488,12 +485,12 @@ def _decoder_module():
 
 
 def case_names() -> list[str]:
-    """Every case name, ops first, then modules."""
+    """Every case name: ops, then modules, then models."""
     return [c.name for c in _ordered(CASES)]
 
 
 def _ordered(cases):
-    return [c for c in cases if c.group == "ops"] + [c for c in cases if c.group == "modules"]
+    return sorted(cases, key=lambda c: GROUPS.index(c.group))  # stable: registration order within a group
 
 
 def find_cases(only=None) -> list[Case]:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import minitransformer
+import minitransformer.models
 import minitransformer.nn
 from minitransformer import report
 from minitransformer.cli import main
@@ -22,10 +23,14 @@ ROOT = Path(__file__).resolve().parents[1]
 # -- the registry covers the whole library ------------------------------------
 
 
+def _submodules(package):
+    return [importlib.import_module(f"{package.__name__}.{info.name}")
+            for info in pkgutil.iter_modules(package.__path__) if not info.name.startswith("_")]
+
+
 def _nn_modules():
-    """Every submodule of minitransformer.nn, imported."""
-    return [importlib.import_module(f"minitransformer.nn.{info.name}")
-            for info in pkgutil.iter_modules(minitransformer.nn.__path__) if not info.name.startswith("_")]
+    """Every submodule of minitransformer.nn and minitransformer.models, imported."""
+    return _submodules(minitransformer.nn) + _submodules(minitransformer.models)
 
 
 def _public_forward_functions():
@@ -40,7 +45,7 @@ def _public_forward_functions():
 
 
 def _layer_classes():
-    """``(module, name)`` of every Module subclass in minitransformer/nn that implements backward.
+    """``(module, name)`` of every Module subclass in minitransformer/nn and /models that implements backward.
 
     Containers that do not (Module itself, ModuleList) have nothing to check.
     """
@@ -62,6 +67,7 @@ def test_discovery_finds_the_known_layers():
     assert ("minitransformer.nn.linear", "linear_forward") in _public_forward_functions()
     assert ("minitransformer.nn.softmax", "log_softmax_forward") in _public_forward_functions()
     assert ("minitransformer.nn.linear", "Linear") in _layer_classes()
+    assert ("minitransformer.models.transformer", "Transformer") in _layer_classes()
     assert not any(name in ("Module", "ModuleList") for _, name in _layer_classes())
 
 
@@ -82,12 +88,12 @@ def test_every_case_is_runnable_now():
     assert not broken, f"cases that cannot import what they check: {broken}"
 
 
-def test_case_names_unique_and_ops_before_modules():
+def test_case_names_unique_and_grouped_ops_modules_models():
     names = report.case_names()
     assert len(names) == len(set(names))
     groups = [c.group for c in report.find_cases()]
-    assert set(groups) == {"ops", "modules"}
-    assert groups == sorted(groups, key=["ops", "modules"].index)
+    assert set(groups) == {"ops", "modules", "models"}
+    assert groups == sorted(groups, key=["ops", "modules", "models"].index)
 
 
 # -- run_report ----------------------------------------------------------------
@@ -150,7 +156,8 @@ def test_gradcheck_only_in_process(capsys):
     rows = {line.split()[0]: line.split() for line in lines if line.split()[:1] in (["linear"], ["log_softmax"])}
     assert rows["linear"][1:4] == ["2x3x4", "4x5", "5"]
     assert rows["linear"][-1] == "PASS" and rows["log_softmax"][-1] == "PASS"
-    assert float(rows["linear"][-3]) < 1e-6
+    assert rows["linear"][4].startswith("arg")  # the worst tensor is named ...
+    assert 0.0 < float(rows["linear"][-3]) < 1e-6  # ... and its measured error shown (finite differences: not 0)
     assert "2/2 checks passed" in out
     assert "normwise" in out  # the legend
 
@@ -168,7 +175,7 @@ def test_gradcheck_subprocess():
 def test_list(capsys):
     assert main(["gradcheck", "--list"]) == 0
     out = capsys.readouterr().out
-    assert out.index("ops:") < out.index("modules:")
+    assert out.index("ops:") < out.index("modules:") < out.index("models:")
     for name in report.case_names():
         assert f"  {name} " in out
     assert "not importable" not in out
