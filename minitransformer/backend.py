@@ -37,8 +37,10 @@ __all__ = [
     "is_array",
     "load_npz",
     "manual_seed",
+    "rng_state",
     "save_npz",
     "scatter_add",
+    "set_rng_state",
     "to_numpy",
     "use",
     "xp",
@@ -169,6 +171,27 @@ def device_rng():
     NumPy's and CuPy's ``Generator``.
     """
     return _state.device
+
+
+def rng_state() -> dict:
+    """The state of both generators, JSON-able, so a checkpoint can resume bit for bit.
+
+    NumPy only: CuPy's generator state cannot be read back portably, so on
+    the GPU a resumed run draws different dropout masks (and says so).
+    """
+    if _state.name != "numpy":
+        raise NotImplementedError("saving the device RNG state is supported on the NumPy backend only")
+    return {"seed": _state.seed, "host": _state.host.bit_generator.state,
+            "device": _state.device.bit_generator.state}
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what ``rng_state()`` returned."""
+    if _state.name != "numpy":
+        raise NotImplementedError("restoring the device RNG state is supported on the NumPy backend only")
+    _state.seed = int(state["seed"])
+    _state.host.bit_generator.state = state["host"]
+    _state.device.bit_generator.state = state["device"]
 
 
 def scatter_add(target, indices, values) -> None:
