@@ -38,9 +38,13 @@ def test_readme_python_example_runs():
     exec(compile(code, "README.md", "exec"), {})
 
 
+def _section(title):
+    return README.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
 def test_layer_table_lists_every_layer_file_and_only_real_names():
     nn_dir = Path(minitransformer.nn.__file__).parent
-    rows = [line for line in README.splitlines() if line.startswith("| `") and ".py`" in line.split("|")[1]]
+    rows = [line for line in _section("What's inside").splitlines() if line.startswith("| `")]
     files = {re.search(r"`(\w+\.py)`", row.split("|")[1]).group(1) for row in rows}
     layer_files = {p.name for p in nn_dir.glob("*.py")} - {"__init__.py", "module.py", "checks.py"}
     assert files == layer_files
@@ -70,3 +74,17 @@ def test_doc_links_resolve():
         for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", doc.read_text(encoding="utf-8")):
             if "://" not in target:
                 assert (doc.parent / target).exists(), f"{doc.name} links to missing {target}"
+
+
+def test_beyond_the_layers_table_names_real_things():
+    rows = [line for line in _section("Beyond the layers").splitlines() if line.startswith("| `")]
+    assert len(rows) >= 5
+    for row in rows:
+        path, what, tested = (cell.strip() for cell in row.strip("|").split("|"))
+        path = path.strip("`")
+        assert (ROOT / "minitransformer" / path).exists(), path
+        module = __import__("minitransformer." + path.removesuffix(".py").rstrip("/").replace("/", "."), fromlist=["_"])
+        for name in re.findall(r"`(\w+)`", what):  # every plain name: a class or function of that file
+            assert hasattr(module, name), f"README: {path} has no {name}"
+        for test_file in re.findall(r"`(test_\w+\.py)`", tested):
+            assert (ROOT / "tests" / test_file).exists(), test_file
