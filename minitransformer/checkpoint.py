@@ -82,6 +82,7 @@ def save(path, model, optimizer=None, config=None, extra=None) -> str:
             backend.save_npz(f, arrays)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a checkpoint is as readable as any file the user writes
         os.replace(tmp, path)  # atomic on POSIX and Windows: readers see the old file or the new one
     except BaseException:
         if os.path.exists(tmp):
