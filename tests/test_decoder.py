@@ -61,26 +61,19 @@ def test_decoder_float32_weights_and_errors(rng):
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_decoder_torch_parity(rng, norm_first):
     torch = require("torch")
-    from tests.torch_weights import (
-        copy_decoder_layer,
-        copy_layernorm,
-        randomize_layernorms,
-        t2n,
-        torch_grads_in_our_names,
-    )
+    from minitransformer.interop.torch import grads_from_torch, load_from_torch
+    from tests.parity.helpers import randomize_torch
 
     torch.manual_seed(0)
     d, h, ff, n, T, S = 8, 2, 16, 2, 4, 6
     layer = torch.nn.TransformerDecoderLayer(d, h, ff, dropout=0.0, batch_first=True, norm_first=norm_first)
     ref = torch.nn.TransformerDecoder(layer, n, norm=torch.nn.LayerNorm(d)).double()
-    randomize_layernorms(ref)
+    randomize_torch(torch, ref)
     dec = Decoder(n, d, h, ff, dropout=0.0, norm_first=norm_first, final_norm=True).to(dtype="float64")
-    for ours, theirs in zip(dec.layers, ref.layers, strict=False):
-        copy_decoder_layer(ours, theirs)
-    copy_layernorm(dec.norm, ref.norm)
+    load_from_torch(dec, ref)
     x, memory, dy = randn(rng, 2, T, d), randn(rng, 2, S, d), randn(rng, 2, T, d)
     tgt, mem = _masks(2, T, S)
-    causal = torch.nn.Transformer.generate_square_subsequent_mask(T, dtype=torch.float64)
+    causal = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)  # True = blocked, like the bool padding mask
     xt = torch.from_numpy(backend.to_numpy(x)).requires_grad_()
     mt = torch.from_numpy(backend.to_numpy(memory)).requires_grad_()
     yt = ref(xt, mt, tgt_mask=causal, tgt_key_padding_mask=torch.from_numpy(backend.to_numpy(tgt)),
@@ -88,10 +81,10 @@ def test_decoder_torch_parity(rng, norm_first):
     yt.backward(torch.from_numpy(backend.to_numpy(dy)))
     y = dec(x, memory, tgt_key_padding_mask=tgt, memory_key_padding_mask=mem)
     dx, dmemory = dec.backward(dy)
-    assert_close(y, t2n(yt), rtol=1e-10, atol=1e-12)
-    assert_close(dx, t2n(xt.grad), rtol=1e-10, atol=1e-12)
-    assert_close(dmemory, t2n(mt.grad), rtol=1e-10, atol=1e-12)
-    grads = torch_grads_in_our_names(ref)
+    assert_close(y, yt.detach().numpy(), rtol=1e-10, atol=1e-12)
+    assert_close(dx, xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    assert_close(dmemory, mt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    grads = grads_from_torch(ref)
     assert set(grads) == {k for k, _ in dec.named_parameters()}
     for k, p in dec.named_parameters():
         assert_close(p.grad, grads[k], rtol=1e-9, atol=1e-12, err_msg=k)

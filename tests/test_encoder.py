@@ -99,13 +99,8 @@ def test_encoder_grads_accumulate(rng):
 @pytest.mark.parametrize("activation", ["relu", "gelu"])
 def test_encoder_torch_parity(rng, norm_first, activation):
     torch = require("torch")
-    from tests.torch_weights import (
-        copy_encoder_layer,
-        copy_layernorm,
-        randomize_layernorms,
-        t2n,
-        torch_grads_in_our_names,
-    )
+    from minitransformer.interop.torch import grads_from_torch, load_from_torch
+    from tests.parity.helpers import randomize_torch
 
     torch.manual_seed(0)
     d, h, ff, n = 8, 2, 16, 2
@@ -113,24 +108,21 @@ def test_encoder_torch_parity(rng, norm_first, activation):
                                              batch_first=True, norm_first=norm_first)
     ref = torch.nn.TransformerEncoder(layer, n, norm=torch.nn.LayerNorm(d) if norm_first else None,
                                       enable_nested_tensor=False).double()
-    randomize_layernorms(ref)
+    randomize_torch(torch, ref)
     enc = Encoder(n, d, h, ff, dropout=0.0, activation=activation, norm_first=norm_first).to(dtype="float64")
-    for ours, theirs in zip(enc.layers, ref.layers, strict=False):
-        copy_encoder_layer(ours, theirs)
-    if norm_first:
-        copy_layernorm(enc.norm, ref.norm)
+    load_from_torch(enc, ref)
     x, dy = randn(rng, 3, 5, d), randn(rng, 3, 5, d)
     kpm = np.zeros((3, 5), dtype=bool)
     kpm[1, -2:] = True
-    causal = torch.nn.Transformer.generate_square_subsequent_mask(5, dtype=torch.float64)
+    causal = torch.triu(torch.ones(5, 5, dtype=torch.bool), diagonal=1)  # True = blocked, like the bool padding mask
     xt = torch.from_numpy(backend.to_numpy(x)).requires_grad_()
     yt = ref(xt, mask=causal, src_key_padding_mask=torch.from_numpy(kpm))
     yt.backward(torch.from_numpy(backend.to_numpy(dy)))
     y = enc(x, key_padding_mask=backend.asarray(kpm), causal=True)
     dx = enc.backward(dy)
-    assert_close(y, t2n(yt), rtol=1e-10, atol=1e-12)
-    assert_close(dx, t2n(xt.grad), rtol=1e-10, atol=1e-12)
-    grads = torch_grads_in_our_names(ref)
+    assert_close(y, yt.detach().numpy(), rtol=1e-10, atol=1e-12)
+    assert_close(dx, xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    grads = grads_from_torch(ref)
     assert set(grads) == {k for k, _ in enc.named_parameters()}
     for k, p in enc.named_parameters():
         assert_close(p.grad, grads[k], rtol=1e-9, atol=1e-12, err_msg=k)
