@@ -151,7 +151,9 @@ def _upstream(y, seed: int):
     xp = backend.get_array_module(y)
     if getattr(y, "ndim", 0) == 0:
         return xp.asarray(1.0, dtype=getattr(y, "dtype", "float64"))
-    return xp.asarray(backend.host_rng(seed).standard_normal(y.shape), dtype=y.dtype)  # (*y.shape)
+    # An offset seed: with host_rng(seed) itself, inputs drawn from the same seed and shape would make
+    # dy a copy of x, and for LayerNorm dx = 0 exactly, a check that can no longer fail.
+    return xp.asarray(backend.host_rng(seed + 977_123).standard_normal(y.shape), dtype=y.dtype)  # (*y.shape)
 
 
 def _require_float64(name: str, arrays: dict) -> None:

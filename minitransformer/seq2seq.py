@@ -18,7 +18,7 @@ from . import backend, checkpoint
 from .data import Vocab, batches, get_task, make_batch
 from .generate import beam_search, greedy_decode
 from .models import Transformer, TransformerConfig
-from .optim import AdamW, decay_groups, noam
+from .optim import AdamW, decay_groups, noam, warmup_cosine
 from .train import History, Trainer
 
 __all__ = ["SIZES", "Seq2SeqRun", "evaluate", "load_run", "seq2seq_loss", "train_batches", "train_task", "translate"]
@@ -100,8 +100,16 @@ def evaluate(run: Seq2SeqRun, pairs: list[tuple[str, str]], beam_size: int = 1, 
 
 def train_task(task_name: str = "dates", steps: int = 1500, size: str = "small", batch_size: int = 64,
                warmup: int = 200, lr_factor: float = 1.0, seed: int = 0, eval_every: int = 0, eval_size: int = 500,
-               progress: bool = True, dtype="float32", **config_overrides) -> Seq2SeqRun:
-    """Build a model for a task and train it; returns the run (model, vocabularies, history)."""
+               progress: bool = True, dtype="float32", schedule: str = "noam", peak_lr: float = 5e-3,
+               **config_overrides) -> Seq2SeqRun:
+    """Build a model for a task and train it; returns the run (model, vocabularies, history).
+
+    ``schedule="noam"``: the paper's warmup + inverse square root, scaled by
+    ``lr_factor``. ``schedule="cosine"``: linear warmup to ``peak_lr``, then
+    cosine decay to 0 at the last step (ends with small, precise updates).
+    """
+    if schedule not in ("noam", "cosine"):
+        raise ValueError(f"unknown schedule {schedule!r}: choose 'noam' or 'cosine'")
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}: choose from {sorted(SIZES)}")
     backend.manual_seed(seed)
@@ -113,7 +121,8 @@ def train_task(task_name: str = "dates", steps: int = 1500, size: str = "small",
     opt = AdamW(decay_groups(model, weight_decay=0.01), lr=1.0, betas=(0.9, 0.98), eps=1e-9)
     run = Seq2SeqRun(model, src_vocab, tgt_vocab, task_name, optimizer=opt)
     held_out = task.sample(eval_size, seed=seed + 7, split="test", unique=True)
-    trainer = Trainer(model, opt, seq2seq_loss, schedule=noam(cfg.d_model, warmup, lr_factor), clip_norm=1.0,
+    lr_at = noam(cfg.d_model, warmup, lr_factor) if schedule == "noam" else warmup_cosine(peak_lr, warmup, steps)
+    trainer = Trainer(model, opt, seq2seq_loss, schedule=lr_at, clip_norm=1.0,
                       eval_fn=lambda m: evaluate(run, held_out), eval_every=eval_every)
     run.history = trainer.fit(train_batches(task, src_vocab, tgt_vocab, batch_size, seed), steps,
                               progress=progress, desc=f"{task_name}")
