@@ -1,7 +1,7 @@
 """The ``minitransformer`` command line.
 
     minitransformer demo                       # train a date translator (~2.5 min on 2 cores), show it off
-    minitransformer train --task dates --steps 3000 --out run/
+    minitransformer train --task dates --steps 2000 --out run/
     minitransformer translate --checkpoint run/ "11/28/26" "Saturday, 28th of November 2026"
     minitransformer gradcheck                  # every op and module, float64
     minitransformer gradcheck --only softmax,LayerNorm
@@ -63,7 +63,7 @@ exit status: 0 when every check passes, 1 when any fails, 2 for a usage error.""
 _MAIN_EPILOG = """\
 examples:
   minitransformer demo                      train a small Transformer to read dates, then show it off
-  minitransformer train --task dates --steps 3000 --out run/
+  minitransformer train --task dates --steps 2000 --out run/
   minitransformer translate --checkpoint run/ "11/28/26"
   minitransformer gradcheck                 check every backward pass against finite differences
   minitransformer gradcheck --only softmax  just one
@@ -81,7 +81,7 @@ test split, whose values training never draws, in any format (the same examples
 for every --seed).
 
 examples:
-  minitransformer train --task dates --steps 3000 --out run/
+  minitransformer train --task dates --steps 2000 --out run/
   minitransformer train --task numbers --size medium --out numbers_run/
   minitransformer train --task copy --steps 500 --eval-every 100 --out copy_run/
   minitransformer train --task dates --steps 50 --size tiny --no-progress --out /tmp/smoke
@@ -104,9 +104,9 @@ max_len); 2 for a usage error."""
 
 _DEMO_EPILOG = """\
 It trains the "small" model (d_model 64, 4 heads, 2 encoder + 2 decoder layers)
-with AdamW, the paper's warmup + inverse-square-root schedule (warmup 200),
-batches of 64, no dropout; 3000 steps reach about 99.7% exact match in about
-2.5 minutes on a 2-core laptop CPU. The progress bar shows loss, learning rate
+with AdamW, linear warmup (200 steps) to a learning rate of 5e-3 then cosine
+decay to 0, batches of 64, no dropout; 2000 steps reached 100% exact match on
+1,000 held-out dates, in about 2 minutes on a 2-core laptop CPU. The progress bar shows loss, learning rate
 and tokens/s. Then it prints translations (greedy and beam search of width 4),
 the held-out exact match, and saves into --out:
   checkpoint.npz  the trained model (use it with `minitransformer translate`)
@@ -125,7 +125,7 @@ exit status: 0 when done, 1 when training or saving failed, 2 for a usage error.
 # The issue's own examples; both spell 2026-11-28, a date of the training split.
 DEMO_EXAMPLES = ("Saturday, 28th of November 2026", "11/28/26")
 # The demo's training settings, from measurements of the small model on the dates task.
-DEMO_SETTINGS = {"batch_size": 64, "warmup": 200, "dropout": 0.0}
+DEMO_SETTINGS = {"batch_size": 64, "warmup": 200, "dropout": 0.0, "schedule": "cosine", "peak_lr": 5e-3}
 HELD_OUT_SEED = 2017  # seed of the held-out examples scored at the end: the same set for every --seed
 _TRANSLATE_CHUNK = 250  # inputs decoded together
 
@@ -212,8 +212,9 @@ def _add_train_parser(sub) -> None:
         description=textwrap.fill(
             "Train an encoder-decoder Transformer on one of the built-in synthetic tasks (pairs generated on "
             "the fly from the seed: nothing is downloaded), score it on held-out examples, and save the "
-            "checkpoint, a loss-curve plot and the metrics. Optimizer: AdamW with the paper's warmup + "
-            "inverse-square-root learning-rate schedule and gradient clipping at norm 1."
+            "checkpoint, a loss-curve plot and the metrics. Optimizer: AdamW with gradient clipping at norm 1; "
+            "learning rate: linear warmup then cosine decay to 0 (default), or the paper's warmup + "
+            "inverse-square-root ('noam')."
         ),
         epilog=_TRAIN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -222,7 +223,7 @@ def _add_train_parser(sub) -> None:
 
     p.add_argument("--task", default="dates", metavar="NAME",
                    help=f"the task: {', '.join(task_names())} (default: %(default)s)")
-    p.add_argument("--steps", type=_int_at_least(1), default=3000, metavar="N",
+    p.add_argument("--steps", type=_int_at_least(1), default=2000, metavar="N",
                    help="optimizer steps (default: %(default)s)")
     p.add_argument("--size", choices=list(SIZES), default="small",
                    help="model size (default: %(default)s); " + "; ".join(
@@ -242,6 +243,11 @@ def _add_train_parser(sub) -> None:
                    help="learning-rate warmup steps (default: %(default)s)")
     p.add_argument("--dropout", type=_probability, default=0.0, metavar="P",
                    help="dropout rate (default: %(default)s; the paper uses 0.1)")
+    p.add_argument("--schedule", choices=("cosine", "noam"), default="cosine",
+                   help="learning-rate schedule: warmup + cosine decay to 0, or the paper's warmup + "
+                        "inverse square root (default: %(default)s)")
+    p.add_argument("--peak-lr", type=float, default=5e-3, metavar="LR",
+                   help="peak learning rate of the cosine schedule (default: %(default)s)")
     _add_progress_option(p)
     p.set_defaults(func=_cmd_train, subparser=p)
 
@@ -283,7 +289,7 @@ def _add_demo_parser(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--out", default="demo_run", metavar="DIR", help="output directory (default: %(default)s)")
-    p.add_argument("--steps", type=_int_at_least(1), default=3000, metavar="N",
+    p.add_argument("--steps", type=_int_at_least(1), default=2000, metavar="N",
                    help="optimizer steps (default: %(default)s)")
     p.add_argument("--seed", type=_int_at_least(0), default=0, metavar="N",
                    help="seed of the weights and the training data (default: 0)")
@@ -427,7 +433,7 @@ def _held_out(task_name: str, n: int) -> list[tuple[str, str]]:
 
 
 def _fit(task: str, steps: int, size: str, batch_size: int, warmup: int, dropout: float, seed: int,
-         eval_every: int, eval_size: int, progress: bool):
+         eval_every: int, eval_size: int, progress: bool, schedule: str = "cosine", peak_lr: float = 5e-3):
     """Train (printing what and how big first) and score on the held-out set; returns (run, metrics, held_out)."""
     from . import seq2seq
     from .train import TrainingDivergedError
@@ -442,13 +448,15 @@ def _fit(task: str, steps: int, size: str, batch_size: int, warmup: int, dropout
           f"batch {batch_size}, seed {seed}", flush=True)
     try:
         run = seq2seq.train_task(task, steps=steps, size=size, batch_size=batch_size, warmup=warmup, seed=seed,
-                                 eval_every=eval_every, eval_size=eval_size, progress=progress, dropout=dropout)
+                                 eval_every=eval_every, eval_size=eval_size, progress=progress, dropout=dropout,
+                                 schedule=schedule, peak_lr=peak_lr)
     except TrainingDivergedError as e:
         raise _CommandError(f"training diverged: {e}") from None
     h = run.history
     scores = seq2seq.evaluate(run, held_out)
     metrics = {
         "task": task, "size": size, "steps": len(h.steps), "batch_size": batch_size, "warmup": warmup, "seed": seed,
+        "schedule": schedule, "peak_lr": peak_lr if schedule == "cosine" else None,
         "seconds": round(h.seconds, 2), "tokens_per_second": round(h.tokens / max(h.seconds, 1e-9), 1),
         "exact_match": scores["exact_match"], "token_accuracy": scores["token_accuracy"],
         "eval_examples": len(held_out), "eval_split": "test", "eval_seed": HELD_OUT_SEED,
@@ -495,7 +503,8 @@ def _cmd_train(args, parser) -> int:
         parser.error(f"unknown task {args.task!r}; available tasks: {', '.join(task_names())}")
     _check_out_dir(args.out, parser)
     run, metrics, _ = _fit(args.task, args.steps, args.size, args.batch_size, args.warmup, args.dropout,
-                           args.seed, args.eval_every, args.eval_size, progress=not args.no_progress)
+                           args.seed, args.eval_every, args.eval_size, progress=not args.no_progress,
+                           schedule=args.schedule, peak_lr=args.peak_lr)
     print(f"held-out exact match: {metrics['exact_match']:.1%} of {metrics['eval_examples']:,} test examples "
           f"(greedy decoding), token accuracy {metrics['token_accuracy']:.1%}")
     _print_written(_save(run, args.out, metrics))

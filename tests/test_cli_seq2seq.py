@@ -22,7 +22,8 @@ from minitransformer.nn.linear import Linear
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--size", "tiny", "--eval-size", "50", "--no-progress"]
-METRIC_KEYS = {"task", "size", "steps", "batch_size", "warmup", "seed", "seconds", "tokens_per_second",
+METRIC_KEYS = {"task", "size", "steps", "batch_size", "warmup", "seed", "schedule", "peak_lr",
+               "seconds", "tokens_per_second",
                "exact_match", "token_accuracy", "eval_examples", "eval_split", "eval_seed", "parameters",
                "final_loss", "config"}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
