@@ -1,6 +1,6 @@
 """The ``minitransformer`` command line.
 
-    minitransformer demo                       # train a date translator (~2.5 min on 2 cores), show it off
+    minitransformer demo                       # train a date translator (minutes on 2 cores), show it off
     minitransformer train --task dates --steps 2000 --out run/
     minitransformer translate --checkpoint run/ "11/28/26" "Saturday, 28th of November 2026"
     minitransformer gradcheck                  # every op and module, float64
@@ -106,9 +106,9 @@ _DEMO_EPILOG = """\
 It trains the "small" model (d_model 64, 4 heads, 2 encoder + 2 decoder layers)
 with AdamW, linear warmup (200 steps) to a learning rate of 5e-3 then cosine
 decay to 0, batches of 64, no dropout; 2000 steps reached 100% exact match on
-1,000 held-out dates, in about 2 minutes on a 2-core laptop CPU. The progress bar shows loss, learning rate
-and tokens/s. Then it prints translations (greedy and beam search of width 4),
-the held-out exact match, and saves into --out:
+1,000 held-out dates, in about 2 minutes on a 2-core laptop CPU. The progress
+bar shows loss, learning rate and tokens/s. Then it prints translations (greedy
+and beam search of width 4), the held-out exact match, and saves into --out:
   checkpoint.npz  the trained model (use it with `minitransformer translate`)
   attention.png   cross-attention of the last decoder layer, per head and averaged,
                   for "Saturday, 28th of November 2026"
@@ -149,6 +149,16 @@ def _int_at_least(lowest: int):
 
     parse.__name__ = f"integer >= {lowest}"
     return parse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0.0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
 
 
 def _probability(text: str) -> float:
@@ -246,7 +256,7 @@ def _add_train_parser(sub) -> None:
     p.add_argument("--schedule", choices=("cosine", "noam"), default="cosine",
                    help="learning-rate schedule: warmup + cosine decay to 0, or the paper's warmup + "
                         "inverse square root (default: %(default)s)")
-    p.add_argument("--peak-lr", type=float, default=5e-3, metavar="LR",
+    p.add_argument("--peak-lr", type=_positive_float, default=5e-3, metavar="LR",
                    help="peak learning rate of the cosine schedule (default: %(default)s)")
     _add_progress_option(p)
     p.set_defaults(func=_cmd_train, subparser=p)

@@ -199,6 +199,8 @@ def _assert_one_line_error(code, err, status, fragment):
     (["demo", "--steps", "-5"], 2, "--steps: expected an integer >= 1, got '-5'"),
     (["train", "--dropout", "1.5"], 2, "--dropout: expected a number in [0, 1)"),
     (["train", "--seed", "-1"], 2, "--seed: expected an integer >= 0"),
+    (["train", "--peak-lr", "0"], 2, "--peak-lr: expected a number > 0, got '0'"),
+    (["train", "--schedule", "linear"], 2, "--schedule: invalid choice: 'linear'"),
     (["train", "--out", "run.npz"], 2, "--out is a directory"),
     (["translate", "--checkpoint", "run", "--beam", "0", "x"], 2, "--beam: expected an integer >= 1"),
     (["translate", "x"], 2, "--checkpoint"),
