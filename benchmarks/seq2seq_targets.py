@@ -19,6 +19,8 @@ import os
 import platform
 import time
 
+from threadpoolctl import threadpool_limits
+
 from minitransformer.data import get_task
 from minitransformer.seq2seq import evaluate, train_task
 
@@ -34,18 +36,20 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", default="copy,dates", help="comma-separated tasks (default: copy,dates)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1, as the CLI)")
     parser.add_argument("--held-out", type=int, default=1000, help="held-out examples to decode (default 1000)")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "seq2seq_targets.json"))
     args = parser.parse_args(argv)
     rows = []
     for name in args.tasks.split(","):
         cfg = SETTINGS[name]
-        t0 = time.perf_counter()
-        run = train_task(name, seed=args.seed, progress=False, **cfg)
-        seconds = time.perf_counter() - t0
-        held_out = get_task(name).sample(args.held_out, seed=10_000 + args.seed, split="test", unique=True)
-        metrics = evaluate(run, held_out)
-        rows.append({"task": name, **cfg, "seed": args.seed, "train_seconds": round(seconds, 1),
+        with threadpool_limits(limits=args.threads, user_api="blas"):  # as `minitransformer train` does
+            t0 = time.perf_counter()
+            run = train_task(name, seed=args.seed, progress=False, **cfg)
+            seconds = time.perf_counter() - t0
+            held_out = get_task(name).sample(args.held_out, seed=10_000 + args.seed, split="test", unique=True)
+            metrics = evaluate(run, held_out)
+        rows.append({"task": name, **cfg, "seed": args.seed, "threads": args.threads, "train_seconds": round(seconds, 1),
                      "tokens_per_s": round(run.history.tokens / run.history.seconds),
                      "held_out": len(held_out), **metrics, "target": TARGETS.get(name),
                      "met": metrics["exact_match"] >= TARGETS.get(name, 0.0) and seconds <= 180})
