@@ -49,7 +49,8 @@ def main(argv=None) -> int:
             seconds = time.perf_counter() - t0
             held_out = get_task(name).sample(args.held_out, seed=10_000 + args.seed, split="test", unique=True)
             metrics = evaluate(run, held_out)
-        rows.append({"task": name, **cfg, "seed": args.seed, "threads": args.threads, "train_seconds": round(seconds, 1),
+        rows.append({"task": name, **cfg, "seed": args.seed, "threads": args.threads,
+                     "train_seconds": round(seconds, 1),
                      "tokens_per_s": round(run.history.tokens / run.history.seconds),
                      "held_out": len(held_out), **metrics, "target": TARGETS.get(name),
                      "met": metrics["exact_match"] >= TARGETS.get(name, 0.0) and seconds <= 180})

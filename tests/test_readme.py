@@ -22,7 +22,7 @@ def _quick_start_lines():
 def test_quick_start_is_exactly_two_command_lines():
     lines = _quick_start_lines()
     assert len(lines) == 2, lines
-    assert lines[0] == "python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/minitransformer gradcheck"
+    assert lines[0] == "python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/minitransformer demo"
     assert lines[1].startswith("python3 -m venv .venv && ") and lines[1].endswith("-m pytest")
 
 
