@@ -1,0 +1,55 @@
+"""Reading and writing ``vocab.txt``: one token per line, the id is the line number minus one.
+
+Written atomically (a temp file in the same folder, then ``os.replace``), so a
+crash mid-write never leaves a half-written vocabulary behind.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+
+__all__ = ["read_vocab", "save_vocab", "write_text_atomic"]
+
+
+def read_vocab(path) -> list[str]:
+    """The tokens of a ``vocab.txt``, in id order.
+
+    Lines are split the way transformers reads them (universal newlines, so
+    ``\\r\\n`` files work); the newline that ends the last line is not a token.
+    Duplicates and missing special tokens are checked by the tokenizer.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"vocabulary file not found: {path!r}")
+    with open(path, encoding="utf-8") as f:
+        tokens = f.read().split("\n")
+    if tokens and tokens[-1] == "":
+        tokens.pop()
+    if not tokens:
+        raise ValueError(f"vocabulary file {path!r} is empty")
+    return tokens
+
+
+def write_text_atomic(path, text: str) -> str:
+    """Write ``text`` (UTF-8, ``\\n`` line ends) to ``path`` through a temp file and a rename."""
+    path = os.fspath(path)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(os.path.abspath(path)))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a vocabulary is as readable as any file the user writes
+        os.replace(tmp, path)  # atomic: readers see the old file or the new one
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def save_vocab(tokens: Sequence[str], path) -> str:
+    """Write ``tokens`` one per line to ``path`` (atomically); returns the path."""
+    bad = [t for t in tokens if not isinstance(t, str) or t == "" or any(c in t for c in "\n\r")]
+    if bad:
+        raise ValueError(f"save_vocab: tokens must be non-empty str without line breaks, got {bad[:3]!r}")
+    return write_text_atomic(path, "".join(t + "\n" for t in tokens))
