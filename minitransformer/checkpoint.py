@@ -19,10 +19,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from typing import NamedTuple
 
 from . import backend
+from .fileio import atomic_write
 
 __all__ = ["Checkpoint", "FORMAT_VERSION", "load", "load_into", "resolve_path", "save"]
 
@@ -60,8 +60,6 @@ def save(path, model, optimizer=None, config=None, extra=None) -> str:
         the path of the written file.
     """
     path = resolve_path(path)
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
     if dataclasses.is_dataclass(config) and not isinstance(config, type):
         config = dataclasses.asdict(config)
     arrays = {f"model/{name}": a for name, a in model.state_dict().items()}
@@ -76,18 +74,8 @@ def save(path, model, optimizer=None, config=None, extra=None) -> str:
     except (TypeError, ValueError) as e:
         raise TypeError(f"checkpoint config/extra must be JSON-serialisable: {e}") from None
     arrays["meta"] = backend.encode_text(text)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            backend.save_npz(f, arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a checkpoint is as readable as any file the user writes
-        os.replace(tmp, path)  # atomic on POSIX and Windows: readers see the old file or the new one
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_write(path, "wb") as f:  # temp file, fsync, os.replace: old file or new, never half
+        backend.save_npz(f, arrays)
     return path
 
 

@@ -26,7 +26,6 @@ import json
 import os
 import shlex
 import sys
-import tempfile
 import textwrap
 
 from . import __version__, backend
@@ -428,18 +427,11 @@ def _check_out_dir(out: str, parser) -> None:
 
 def _write_json(path: str, data: dict) -> str:
     """Write ``data`` as indented JSON, atomically (temp file + rename)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, ensure_ascii=False)
-            f.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    from .fileio import atomic_write
+
+    with atomic_write(path, "w") as f:
+        json.dump(data, f, indent=2, ensure_ascii=False)
+        f.write("\n")
     return path
 
 

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 
 from . import backend
+from .fileio import atomic_write
 
 __all__ = [
     "moving_average",
@@ -391,16 +391,6 @@ def save_figure(fig, path, dpi: int = 150) -> str:
     path = os.fspath(path)
     if not path.lower().endswith(".png"):
         raise ValueError(f"save_figure writes PNG files: expected a path ending in .png, got {path!r}")
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=dpi)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a picture is for everyone to read
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=dpi)
     return path
