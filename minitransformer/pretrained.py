@@ -41,11 +41,11 @@ import json
 import os
 import re
 import struct
-import tempfile
 import warnings
 from pathlib import Path
 
 from . import backend
+from .fileio import atomic_write
 
 __all__ = [
     "CONFIG_NAME",
@@ -241,33 +241,14 @@ def save_safetensors(arrays: dict, path, metadata: dict | None = None) -> None:
         if a.dtype.name not in TO_SAFETENSORS_DTYPE:
             raise ValueError(f"cannot save {name!r}: dtype {a.dtype} has no safetensors equivalent")
         host[name] = a if a.flags["C_CONTIGUOUS"] else a.copy(order="C")  # (...)
-    _atomic_write(path, lambda tmp: safetensors.numpy.save_file(host, tmp, metadata=metadata or {"format": "pt"}))
-
-
-def _atomic_write(path, write) -> None:
-    """Call ``write(tmp)`` on a temp file next to ``path``, then rename it over ``path``."""
-    path = os.fspath(path)
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=directory)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the folder's files are as readable as any the user writes
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    data = safetensors.numpy.save(host, metadata=metadata or {"format": "pt"})  # the whole file, as bytes
+    with atomic_write(path) as f:
+        f.write(data)
 
 
 def _write_text(path, text: str) -> None:
-    def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-
-    _atomic_write(path, write)
+    with atomic_write(path, "w") as f:
+        f.write(text)
 
 
 # -- names: Hugging Face <-> ours --------------------------------------------------------------------------
