@@ -176,6 +176,13 @@ def _gelu():
     })
 
 
+@_op("tanh", "activations", ("tanh_forward",))
+def _tanh():
+    """saturated and linear regions"""
+    m = importlib.import_module(f"{NN}.activations")
+    return check_op(m.tanh_forward, m.tanh_backward, (_randn(56, 2, 3, 5, scale=2.0),))
+
+
 @_op("softmax", "softmax", ("softmax_forward",))
 def _softmax():
     """padding + causal keep-mask, one fully masked row"""
@@ -309,6 +316,13 @@ def _gelu_module():
     m = importlib.import_module(f"{NN}.activations")
     x = _randn(23, 2, 3, 5, scale=2.0)  # (B, T, d)
     return _merge("GELU", {"": check_module(m.GELU(), (x,)), "tanh ": check_module(m.GELU("tanh"), (x,))})
+
+
+@_mod("Tanh", "activations", ("Tanh",))
+def _tanh_module():
+    """saturated and linear regions"""
+    m = importlib.import_module(f"{NN}.activations")
+    return check_module(m.Tanh(), (_randn(57, 2, 3, 5, scale=2.0),))
 
 
 @_mod("LayerNorm", "layernorm", ("LayerNorm",))
@@ -477,6 +491,183 @@ def _transformer():
     result = check_module(_LossOf(model), (src, tgt_in, tgt_out, src_padding, tgt_padding), wrt=())
     result.shapes = "2x4 2x3 (ids)"
     return result
+
+
+# -- BERT: tiny configs, every parameter random (not BERT's zero biases and unit LayerNorm) --------------
+
+
+def _bert_config(**overrides):
+    m = importlib.import_module("minitransformer.models.bert")
+    sizes = dict(vocab_size=11, hidden_size=4, num_hidden_layers=2, num_attention_heads=2, intermediate_size=8,
+                 max_position_embeddings=8, type_vocab_size=2, hidden_dropout_prob=0.1,
+                 attention_probs_dropout_prob=0.1, pad_token_id=None, num_labels=3)
+    return m.BertConfig(**{**sizes, **overrides})
+
+
+def _bert_random(module, seed: int = 200):
+    """float64, and every parameter redrawn: N(0, 0.5), LayerNorm gamma around 1."""
+    module = module.to(dtype="float64")
+    for i, (name, p) in enumerate(module.named_parameters()):
+        p.data[...] = _randn(seed + i, *p.shape, scale=0.5)  # (*p.shape)
+        if name.endswith("gamma"):
+            p.data[...] += 1.0
+    return module
+
+
+def _bert_batch():
+    """B = 2, T = 4: the second sequence padded (attention_mask 0), two segments."""
+    input_ids = backend.asarray([[1, 5, 7, 2], [1, 3, 2, 0]])  # (B, T)
+    attention_mask = backend.asarray([[1, 1, 1, 1], [1, 1, 1, 0]])  # (B, T) 1 = token
+    token_type_ids = backend.asarray([[0, 0, 1, 1], [0, 1, 1, 1]])  # (B, T)
+    return input_ids, attention_mask, token_type_ids
+
+
+class _OutputsLoss(_LossOf):
+    """BertModel's two outputs in one scalar, L = sum(h * G) + sum(pooled * g), for ``check_module``."""
+
+    def forward(self, *batch):
+        out = self.model(*batch)
+        self.G = _randn(60, *out.last_hidden_state.shape)  # (B, T, hidden)
+        self.g = _randn(61, *out.pooler_output.shape)  # (B, hidden)
+        xp = backend.get_array_module(self.G)
+        return xp.asarray(xp.sum(out.last_hidden_state * self.G) + xp.sum(out.pooler_output * self.g))  # ()
+
+    def backward(self, dloss):
+        self.model.backward(self.G, self.g)
+
+
+class _HeadLoss(_LossOf):
+    """A BERT head's ``.loss`` as a module output: forward(batch, labels as keywords), backward() from the loss."""
+
+    def __init__(self, model, **labels):
+        super().__init__(model)
+        self.labels = labels
+
+    def forward(self, *batch):
+        return self.model(*batch, **self.labels).loss  # ()
+
+
+def _bert_part(name, covers, module="bert"):
+    return _model(name, module, covers)
+
+
+@_bert_part("BertEmbeddings", ("BertEmbeddings",))
+def _bert_embeddings():
+    """word + position (from offset 1) + token type, LayerNorm, dropout 0.1; repeated ids"""
+    m = importlib.import_module("minitransformer.models.bert")
+    backend.manual_seed(0)
+    emb = _bert_random(m.BertEmbeddings(_bert_config()))
+    ids, _, types = _bert_batch()
+    result = check_module(emb, (ids, types), kwargs={"position_offset": 1}, wrt=())
+    result.shapes = "2x4 2x4 (ids)"
+    return result
+
+
+@_bert_part("BertPooler", ("BertPooler",))
+def _bert_pooler():
+    """tanh(dense(h[:, 0])): only the first token gets gradient"""
+    m = importlib.import_module("minitransformer.models.bert")
+    backend.manual_seed(0)
+    return check_module(_bert_random(m.BertPooler(4)), (_randn(62, 2, 3, 4),))
+
+
+@_bert_part("BertModel", ("BertModel",))
+def _bert_model():
+    """both outputs vs every parameter: 2 layers, padding, token types, dropout 0.1"""
+    m = importlib.import_module("minitransformer.models.bert")
+    backend.manual_seed(0)
+    model = _bert_random(m.BertModel(_bert_config()))
+    result = check_module(_OutputsLoss(model), _bert_batch(), wrt=())
+    result.shapes = "2x4 (ids)"
+    return result
+
+
+@_bert_part("BertPredictionHeadTransform", ("BertPredictionHeadTransform",), "bert_heads")
+def _bert_transform():
+    """dense, GELU, LayerNorm"""
+    m = importlib.import_module("minitransformer.models.bert_heads")
+    backend.manual_seed(0)
+    return check_module(_bert_random(m.BertPredictionHeadTransform(_bert_config())), (_randn(63, 2, 3, 4),))
+
+
+@_bert_part("BertLMPredictionHead", ("BertLMPredictionHead",), "bert_heads")
+def _bert_lm_head():
+    """transform, then h @ decoder^T + bias"""
+    m = importlib.import_module("minitransformer.models.bert_heads")
+    backend.manual_seed(0)
+    return check_module(_bert_random(m.BertLMPredictionHead(_bert_config())), (_randn(64, 2, 3, 4),))
+
+
+@_bert_part("BertOnlyMLMHead", ("BertOnlyMLMHead",), "bert_heads")
+def _bert_mlm_head():
+    """cls of the masked-LM model"""
+    m = importlib.import_module("minitransformer.models.bert_heads")
+    backend.manual_seed(0)
+    return check_module(_bert_random(m.BertOnlyMLMHead(_bert_config())), (_randn(65, 2, 3, 4),))
+
+
+@_bert_part("BertPreTrainingHeads", ("BertPreTrainingHeads",), "bert_heads")
+def _bert_pretraining_heads():
+    """masked-LM scores and next-sentence scores, both outputs"""
+    m = importlib.import_module("minitransformer.models.bert_heads")
+    backend.manual_seed(0)
+    heads = _bert_random(m.BertPreTrainingHeads(_bert_config()))
+    h, pooled = _randn(66, 2, 3, 4), _randn(67, 2, 4)  # (B, T, hidden), (B, hidden)
+    G, g = _randn(68, 2, 3, 11), _randn(69, 2, 2)  # upstream gradients of the two outputs
+
+    class Both(_LossOf):
+        def forward(self, h, pooled):
+            pred, seq = self.model(h, pooled)
+            xp = backend.get_array_module(pred)
+            return xp.asarray(xp.sum(pred * G) + xp.sum(seq * g))  # ()
+
+        def backward(self, dloss):
+            return self.model.backward(G, g)
+
+    return check_module(Both(heads), (h, pooled))
+
+
+def _bert_head_case(name, labels):
+    m = importlib.import_module("minitransformer.models.bert_heads")
+    backend.manual_seed(0)
+    model = _bert_random(getattr(m, name)(_bert_config()))
+    result = check_module(_HeadLoss(model, **labels), _bert_batch(), wrt=())
+    result.shapes = "2x4 (ids)"
+    return result
+
+
+@_bert_part("BertForPreTraining", ("BertForPreTraining",), "bert_heads")
+def _bert_for_pretraining():
+    """MLM (ignored labels, tied decoder) + NSP loss vs every parameter"""
+    return _bert_head_case("BertForPreTraining", {
+        "labels": backend.asarray([[-100, 4, -100, 9], [-100, -100, 6, -100]]),
+        "next_sentence_label": backend.asarray([0, 1])})
+
+
+@_bert_part("BertForMaskedLM", ("BertForMaskedLM",), "bert_heads")
+def _bert_for_masked_lm():
+    """MLM loss through the tied decoder vs every parameter"""
+    return _bert_head_case("BertForMaskedLM", {"labels": backend.asarray([[-100, 4, -100, 9], [3, -100, 6, -100]])})
+
+
+@_bert_part("BertForSequenceClassification", ("BertForSequenceClassification",), "bert_heads")
+def _bert_for_sequence_classification():
+    """3 classes through the pooler, classifier dropout 0.1"""
+    return _bert_head_case("BertForSequenceClassification", {"labels": backend.asarray([2, 0])})
+
+
+@_bert_part("BertForTokenClassification", ("BertForTokenClassification",), "bert_heads")
+def _bert_for_token_classification():
+    """per-token labels, the padded one ignored"""
+    return _bert_head_case("BertForTokenClassification",
+                           {"labels": backend.asarray([[0, 2, 1, 1], [-100, 1, 2, -100]])})
+
+
+@_bert_part("BertForQuestionAnswering", ("BertForQuestionAnswering",), "bert_heads")
+def _bert_for_question_answering():
+    """(CE(start) + CE(end)) / 2, one position outside the input (ignored)"""
+    return _bert_head_case("BertForQuestionAnswering", {"start_positions": backend.asarray([1, 2]),
+                                                        "end_positions": backend.asarray([3, 7])})
 
 
 # ---------------------------------------------------------------------------

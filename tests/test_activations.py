@@ -8,11 +8,14 @@ from minitransformer.gradcheck import check_module, check_op
 from minitransformer.nn.activations import (
     GELU,
     ReLU,
+    Tanh,
     gelu_backward,
     gelu_forward,
     get_activation,
     relu_backward,
     relu_forward,
+    tanh_backward,
+    tanh_forward,
 )
 from tests.conftest import assert_close, randn, require
 
@@ -39,7 +42,24 @@ def test_gelu_op_gradcheck(rng, approximate):
     assert r.worst < 1e-8, r
 
 
-@pytest.mark.parametrize("module", [ReLU(), GELU(), GELU("tanh")], ids=repr)
+def test_tanh_op_gradcheck(rng):
+    x = randn(rng, 2, 3, 4) * 3.0  # saturated tails and the steep middle
+    r = check_op(tanh_forward, tanh_backward, (x,))
+    assert r.passed, r
+    assert r.worst < 1e-8, r
+
+
+def test_tanh_reference_values():
+    xs = [-20.0, -2.0, -0.5, 0.0, 0.3, 1.0, 4.0]
+    y, cache = tanh_forward(backend.asarray(xs))
+    dx = tanh_backward(backend.asarray([2.0] * len(xs)), cache)
+    for i, v in enumerate(xs):
+        assert abs(float(y[i]) - math.tanh(v)) < 1e-15
+        assert abs(float(dx[i]) - 2.0 / math.cosh(v) ** 2) < 1e-15  # d tanh / dx = sech^2
+    assert float(y[0]) == -1.0 and float(dx[0]) == 0.0  # saturated: no NaN, no gradient
+
+
+@pytest.mark.parametrize("module", [ReLU(), GELU(), GELU("tanh"), Tanh()], ids=repr)
 def test_activation_module_gradcheck(rng, module):
     r = check_module(module, (_away_from_zero(rng, 2, 3, 4),))
     assert r.passed, r
@@ -77,7 +97,7 @@ def test_gelu_tanh_reference_values():
     assert float(abs(backend.to_numpy(y) - backend.to_numpy(exact)).max()) > 1e-6
 
 
-@pytest.mark.parametrize("op", ["relu", "none", "tanh"])
+@pytest.mark.parametrize("op", ["relu", "none", "tanh", "tanh_act"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_activation_dtype_preserved(rng, op, dtype):
     x = randn(rng, 2, 3, 4, dtype=dtype)
@@ -85,13 +105,16 @@ def test_activation_dtype_preserved(rng, op, dtype):
     if op == "relu":
         y, cache = relu_forward(x)
         dx = relu_backward(dy, cache)
+    elif op == "tanh_act":
+        y, cache = tanh_forward(x)
+        dx = tanh_backward(dy, cache)
     else:
         y, cache = gelu_forward(x, approximate=op)
         dx = gelu_backward(dy, cache)
     assert y.dtype == np.dtype(dtype) and dx.dtype == np.dtype(dtype)
 
 
-@pytest.mark.parametrize("name", ["relu", "gelu", "gelu_tanh"])
+@pytest.mark.parametrize("name", ["relu", "gelu", "gelu_tanh", "tanh"])
 def test_activation_module_float32(rng, name):
     m = get_activation(name)
     y = m(randn(rng, 2, 4, dtype="float32"))
@@ -99,7 +122,7 @@ def test_activation_module_float32(rng, name):
     assert y.dtype == np.float32 and dx.dtype == np.float32
 
 
-@pytest.mark.parametrize("module", [ReLU(), GELU(), GELU("tanh")], ids=repr)
+@pytest.mark.parametrize("module", [ReLU(), GELU(), GELU("tanh"), Tanh()], ids=repr)
 def test_activation_backward_does_not_mutate(rng, module):
     x = randn(rng, 2, 5)
     x0 = x.copy()
@@ -119,6 +142,7 @@ def test_get_activation_names():
     for name in ("gelu_tanh", "gelu_new", "gelu_pytorch_tanh"):
         m = get_activation(name)
         assert isinstance(m, GELU) and m.approximate == "tanh"
+    assert isinstance(get_activation("tanh"), Tanh)  # Hugging Face's ACT2FN name
     assert get_activation("gelu") is not get_activation("gelu")  # fresh modules, separate caches
 
 
@@ -133,21 +157,23 @@ def test_activation_bad_inputs(rng):
         GELU()(backend.asarray([1, 2, 3], dtype="int64"))
     with pytest.raises(TypeError, match="NumPy or CuPy array"):
         ReLU()([1.0, -1.0])
+    with pytest.raises(TypeError, match="Tanh input: expected float32 or float64, got int64"):
+        Tanh()(backend.asarray([1, 2, 3], dtype="int64"))
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("op", ["relu", "none", "tanh"])
+@pytest.mark.parametrize("op", ["relu", "none", "tanh", "tanh_act"])
 @pytest.mark.parametrize("dtype,rtol", [("float64", 1e-10), ("float32", 1e-5)])
 def test_activation_torch_parity(rng, op, dtype, rtol):
     torch = require("torch")
     F = torch.nn.functional
     x = randn(rng, 3, 4, 5, dtype=dtype) * 3.0
     dy = randn(rng, 3, 4, 5, dtype=dtype)
-    m = ReLU() if op == "relu" else GELU(op)
+    m = ReLU() if op == "relu" else Tanh() if op == "tanh_act" else GELU(op)
     y = m(x)
     dx = m.backward(dy)
     xt = torch.from_numpy(backend.to_numpy(x).copy()).requires_grad_()
-    yt = F.relu(xt) if op == "relu" else F.gelu(xt, approximate=op)
+    yt = F.relu(xt) if op == "relu" else torch.tanh(xt) if op == "tanh_act" else F.gelu(xt, approximate=op)
     yt.backward(torch.from_numpy(backend.to_numpy(dy).copy()))
     atol = 1e-12 if dtype == "float64" else 1e-6
     assert_close(y, yt.detach().numpy(), rtol=rtol, atol=atol)

@@ -88,3 +88,19 @@ def test_decoder_torch_parity(rng, norm_first):
     assert set(grads) == {k for k, _ in dec.named_parameters()}
     for k, p in dec.named_parameters():
         assert_close(p.grad, grads[k], rtol=1e-9, atol=1e-12, err_msg=k)
+
+
+def test_decoder_separate_attention_and_activation_dropout(rng):
+    """As the encoder: both attentions take attention_dropout, the feed-forward activation_dropout."""
+    default = DecoderLayer(6, 3, 8, dropout=0.2)
+    assert default.self_attn.dropout == default.cross_attn.dropout == default.ff.dropout.p == 0.2
+    dec = Decoder(2, 6, 3, 8, dropout=0.5, attention_dropout=0.3, activation_dropout=0.0)
+    for layer in dec.layers:
+        assert layer.self_attn.dropout == layer.cross_attn.dropout == 0.3
+        assert layer.ff.dropout.p == 0.0 and layer.dropout3.p == 0.5
+    layer = DecoderLayer(6, 3, 8, dropout=0.2, attention_dropout=0.3, activation_dropout=0.0).to(dtype="float64")
+    _randomize_gamma(layer, rng)
+    tgt, mem = _masks(2, 3, 5)
+    r = check_module(layer, (randn(rng, 2, 3, 6), randn(rng, 2, 5, 6)),
+                     kwargs=dict(tgt_key_padding_mask=tgt, memory_key_padding_mask=mem), tol=TOL)
+    assert r.passed, r

@@ -126,3 +126,24 @@ def test_encoder_torch_parity(rng, norm_first, activation):
     assert set(grads) == {k for k, _ in enc.named_parameters()}
     for k, p in enc.named_parameters():
         assert_close(p.grad, grads[k], rtol=1e-9, atol=1e-12, err_msg=k)
+
+
+def test_encoder_separate_attention_and_activation_dropout(rng):
+    """attention_dropout / activation_dropout default to dropout (torch); BERT sets activation_dropout=0.0."""
+    default = EncoderLayer(6, 3, 8, dropout=0.2)
+    assert default.self_attn.dropout == 0.2 and default.ff.dropout.p == 0.2 and default.dropout1.p == 0.2
+    enc = Encoder(2, 6, 3, 8, dropout=0.5, attention_dropout=0.3, activation_dropout=0.0)
+    for layer in enc.layers:
+        assert layer.self_attn.dropout == 0.3 and layer.ff.dropout.p == 0.0
+        assert layer.dropout1.p == 0.5 and layer.dropout2.p == 0.5
+    enc(randn(rng, 2, 4, 6, dtype="float32"))  # training mode
+    assert enc.layers[0].ff.dropout.last_mask is None  # no mask drawn on the hidden activations
+    assert enc.layers[0].dropout1.last_mask is not None
+
+
+def test_encoder_layer_gradcheck_separate_dropouts(rng):
+    layer = EncoderLayer(6, 3, 8, dropout=0.2, attention_dropout=0.3, activation_dropout=0.0,
+                         activation="gelu").to(dtype="float64")
+    _randomize_gamma(layer, rng)
+    r = check_module(layer, (randn(rng, 2, 4, 6),), kwargs=dict(key_padding_mask=_padding(2, 4)), tol=TOL)
+    assert r.passed, r

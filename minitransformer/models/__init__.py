@@ -1,5 +1,28 @@
 """Whole models built from the layers in ``minitransformer.nn``."""
 
+from .bert import BertConfig, BertEmbeddings, BertModel, BertModelOutput, BertPooler
+from .bert_heads import (
+    BertForMaskedLM,
+    BertForPreTraining,
+    BertForQuestionAnswering,
+    BertForSequenceClassification,
+    BertForTokenClassification,
+    best_span,
+)
 from .transformer import Transformer, TransformerConfig
 
-__all__ = ["Transformer", "TransformerConfig"]
+__all__ = [
+    "BertConfig",
+    "BertEmbeddings",
+    "BertForMaskedLM",
+    "BertForPreTraining",
+    "BertForQuestionAnswering",
+    "BertForSequenceClassification",
+    "BertForTokenClassification",
+    "BertModel",
+    "BertModelOutput",
+    "BertPooler",
+    "Transformer",
+    "TransformerConfig",
+    "best_span",
+]

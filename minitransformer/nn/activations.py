@@ -1,7 +1,7 @@
-"""Elementwise activations: ReLU and GELU (exact erf form and the tanh approximation).
+"""Elementwise activations: ReLU, GELU (exact erf form and the tanh approximation) and tanh.
 
 ReLU is the original Transformer's feed-forward nonlinearity; BERT uses the
-exact GELU, GPT-2 the tanh approximation. Both GELUs gate the input by a
+exact GELU (and tanh in its pooler), GPT-2 the tanh approximation. Both GELUs gate the input by a
 smooth step G(x) in (0, 1), so we write y = x * G and cache ``t``, the
 erf or tanh value inside G, which backward reuses instead of recomputing.
 """
@@ -20,11 +20,15 @@ __all__ = [
     "GELUCache",
     "ReLU",
     "ReLUCache",
+    "Tanh",
+    "TanhCache",
     "get_activation",
     "gelu_backward",
     "gelu_forward",
     "relu_backward",
     "relu_forward",
+    "tanh_backward",
+    "tanh_forward",
 ]
 
 _APPROXIMATE = ("none", "tanh")
@@ -130,6 +134,39 @@ def gelu_backward(dy, cache: GELUCache):
     return dy * (0.5 * (1.0 + t) + x * dG)  # (...)          inverts y = 0.5 x (1 + t)
 
 
+class TanhCache(NamedTuple):
+    y: object  # (...) tanh(x): the derivative is written in terms of the output
+
+
+def tanh_forward(x):
+    """Hyperbolic tangent, elementwise (BERT's pooler).
+
+    Args:
+        x: (...) input.
+    Returns:
+        y: (...) same shape and dtype, and the cache.
+
+    Math:
+        y = tanh(x) = (e^x - e^-x) / (e^x + e^-x)
+    """
+    y = backend.get_array_module(x).tanh(x)  # (...)
+    return y, TanhCache(y)
+
+
+def tanh_backward(dy, cache: TanhCache):
+    """Gradient of ``tanh_forward``, from the cached output.
+
+    Args:
+        dy: (...) upstream gradient.
+    Returns:
+        dx: (...).
+
+    Math:
+        dx = dy * (1 - y^2)
+    """
+    return dy * (1.0 - cache.y * cache.y)  # (...)   inverts y = tanh(x)
+
+
 class ReLU(Module):
     """``y = max(x, 0)`` elementwise; no parameters."""
 
@@ -169,6 +206,23 @@ class GELU(Module):
         return f"GELU(approximate={self.approximate!r})"
 
 
+class Tanh(Module):
+    """``y = tanh(x)`` elementwise; no parameters."""
+
+    def forward(self, x):
+        """x: (...) -> y: (...)."""
+        check_float(x, "Tanh input")
+        y, self._cache = tanh_forward(x)
+        return y
+
+    def backward(self, dy):
+        """dy: (...) -> dx: (...)."""
+        return tanh_backward(dy, self._pop_cache())
+
+    def __repr__(self) -> str:
+        return "Tanh()"
+
+
 # Hugging Face config names ("hidden_act") for the tanh GELU: gelu_new, gelu_pytorch_tanh.
 _ACTIVATIONS = {
     "relu": ReLU,
@@ -176,6 +230,7 @@ _ACTIVATIONS = {
     "gelu_tanh": lambda: GELU("tanh"),
     "gelu_new": lambda: GELU("tanh"),
     "gelu_pytorch_tanh": lambda: GELU("tanh"),
+    "tanh": Tanh,
 }
 
 

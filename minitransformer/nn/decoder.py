@@ -28,16 +28,20 @@ __all__ = ["Decoder", "DecoderLayer"]
 class DecoderLayer(Module):
     """Causal self-attention, cross-attention to ``memory``, feed-forward.
 
-    Args: as EncoderLayer (d_model, n_heads, d_ff, dropout, activation, norm_first, eps, dtype).
+    Args: as EncoderLayer (d_model, n_heads, d_ff, dropout, activation, norm_first, eps, dtype,
+    attention_dropout for both attentions, activation_dropout; None = ``dropout``).
     """
 
     def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float = 0.1,
-                 activation: str = "relu", norm_first: bool = False, eps: float = 1e-5, dtype="float32"):
+                 activation: str = "relu", norm_first: bool = False, eps: float = 1e-5, dtype="float32",
+                 attention_dropout: float | None = None, activation_dropout: float | None = None):
         super().__init__()
         self.norm_first = norm_first
-        self.self_attn = MultiHeadAttention(d_model, n_heads, dropout=dropout, dtype=dtype)
-        self.cross_attn = MultiHeadAttention(d_model, n_heads, dropout=dropout, dtype=dtype)
-        self.ff = FeedForward(d_model, d_ff, activation=activation, dropout=dropout, dtype=dtype)
+        attention_dropout = dropout if attention_dropout is None else attention_dropout
+        activation_dropout = dropout if activation_dropout is None else activation_dropout
+        self.self_attn = MultiHeadAttention(d_model, n_heads, dropout=attention_dropout, dtype=dtype)
+        self.cross_attn = MultiHeadAttention(d_model, n_heads, dropout=attention_dropout, dtype=dtype)
+        self.ff = FeedForward(d_model, d_ff, activation=activation, dropout=activation_dropout, dtype=dtype)
         self.norm1 = LayerNorm(d_model, eps=eps, dtype=dtype)
         self.norm2 = LayerNorm(d_model, eps=eps, dtype=dtype)
         self.norm3 = LayerNorm(d_model, eps=eps, dtype=dtype)
@@ -126,12 +130,15 @@ class Decoder(Module):
 
     def __init__(self, n_layers: int, d_model: int, n_heads: int, d_ff: int, dropout: float = 0.1,
                  activation: str = "relu", norm_first: bool = False, final_norm: bool | None = None,
-                 eps: float = 1e-5, dtype="float32"):
+                 eps: float = 1e-5, dtype="float32", attention_dropout: float | None = None,
+                 activation_dropout: float | None = None):
         super().__init__()
         if n_layers < 1:
             raise ValueError(f"Decoder needs n_layers >= 1, got {n_layers}")
         self.layers = ModuleList(
-            DecoderLayer(d_model, n_heads, d_ff, dropout, activation, norm_first, eps, dtype) for _ in range(n_layers)
+            DecoderLayer(d_model, n_heads, d_ff, dropout, activation, norm_first, eps, dtype,
+                         attention_dropout=attention_dropout, activation_dropout=activation_dropout)
+            for _ in range(n_layers)
         )
         final_norm = norm_first if final_norm is None else final_norm
         self.norm = LayerNorm(d_model, eps=eps, dtype=dtype) if final_norm else None
