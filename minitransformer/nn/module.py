@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from .. import backend
+from . import finite
 
 __all__ = ["Module", "ModuleList", "Parameter"]
 
@@ -61,6 +62,8 @@ class Module:
     # -- the forward/backward contract --------------------------------------
 
     def __call__(self, *args, **kwargs):
+        if finite.enabled:  # opt-in NaN/inf checks (nn/finite.py); off: this one test is the cost
+            return finite.checked_call(self, args, kwargs)
         return self.forward(*args, **kwargs)
 
     def forward(self, *args, **kwargs):  # pragma: no cover - abstract
