@@ -180,6 +180,8 @@ class Module:
         names = {"cpu": "numpy", "numpy": "numpy", "cuda": "cupy", "gpu": "cupy", "cupy": "cupy"}
         if device is not None and device not in names:
             raise ValueError(f"unknown device {device!r}: expected one of {sorted(names)}")
+        if dtype is not None and backend.dtype(dtype) not in (backend.dtype("float32"), backend.dtype("float64")):
+            raise TypeError(f"{type(self).__name__}.to: dtype must be float32 or float64, got {backend.dtype(dtype)}")
         for m in self.modules():
             for _name, value in list(vars(m).items()):
                 if isinstance(value, Parameter):

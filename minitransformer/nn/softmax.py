@@ -32,7 +32,9 @@ class SoftmaxCache(NamedTuple):
 
 
 def _safe_row_max(xp, x):
-    """Row maximum, replaced by 0 where the whole row is -inf (fully masked)."""
+    """Row maximum, replaced by 0 where the whole row is -inf (fully masked) or empty (no keys)."""
+    if x.shape[-1] == 0:  # an empty row (e.g. a length-0 source): max has no identity
+        return xp.zeros((*x.shape[:-1], 1), dtype=x.dtype)  # (..., 1)
     m = x.max(axis=-1, keepdims=True)  # (..., 1)
     return xp.where(xp.isfinite(m), m, 0.0)  # (..., 1)
 
