@@ -258,7 +258,44 @@ def load_npz(path) -> dict:
             raise ValueError("not an .npz archive (no zip signature at the start)")
         f.seek(0)
         with numpy.load(f, allow_pickle=False) as loaded:  # an NpzFile: a zip is never read as .npy
+            _check_npz_sizes(loaded.zip, os.fstat(f.fileno()).st_size)
             return {name: loaded[name] for name in loaded.files}
+
+
+def _check_npz_sizes(zf, file_size: int) -> None:
+    """Refuse an archive whose members declare more bytes than the file holds, before anything is allocated.
+
+    NumPy allocates an array from the shape in a member's ``.npy`` header before reading its data, so a
+    hostile 1 KB file declaring shape (10**6, 10**6) would reserve terabytes. Each member's declared array
+    size must fit in its (uncompressed) zip size, which must fit in its stored bytes (at most deflate's
+    1032:1 ratio), and the stored bytes of all members must fit in the file (no overlapping entries).
+    """
+    import zipfile
+
+    infos = zf.infolist()
+    if sum(i.compress_size for i in infos) > file_size:
+        raise ValueError(f"zip entries claim {sum(i.compress_size for i in infos)} bytes; the file has {file_size}")
+    for info in infos:
+        limit = {zipfile.ZIP_STORED: info.compress_size, zipfile.ZIP_DEFLATED: 1032 * info.compress_size + 1024}
+        if info.compress_type not in limit:
+            raise ValueError(f"member {info.filename!r}: unsupported zip compression {info.compress_type}")
+        if info.file_size > limit[info.compress_type]:
+            raise ValueError(f"member {info.filename!r} claims {info.file_size} bytes from {info.compress_size} stored")
+        with zf.open(info) as fp:
+            magic = fp.read(8)
+            if magic[:6] != b"\x93NUMPY":
+                continue  # not an array: numpy.load returns its bytes (at most file_size of them)
+            version = tuple(magic[6:8])
+            if version not in ((1, 0), (2, 0)):
+                raise ValueError(f"member {info.filename!r}: unsupported .npy format version {version}")
+            fmt = numpy.lib.format
+            shape, _, dtype = (fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0)(fp)
+            count = 1
+            for d in shape:  # Python ints: no overflow, nothing allocated
+                count *= d
+            if count * dtype.itemsize > info.file_size - fp.tell():
+                raise ValueError(f"member {info.filename!r} declares shape {shape} of {dtype} = "
+                                 f"{count * dtype.itemsize} bytes but holds {info.file_size - fp.tell()}")
 
 
 def encode_text(text: str):

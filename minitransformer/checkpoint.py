@@ -102,8 +102,8 @@ def load(path) -> Checkpoint:
         raise ValueError(f"{path} is not a minitransformer checkpoint (no 'meta' entry)")
     try:
         meta = json.loads(backend.decode_text(arrays.pop("meta")))
-    except ValueError as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        raise ValueError(f"{path} has an unreadable 'meta' entry ({e})") from None
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError, JSONDecodeError; RecursionError: [[[[...
+        raise ValueError(f"{path} has an unreadable 'meta' entry ({type(e).__name__}: {e})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError(f"{path} is not a minitransformer checkpoint (format {_get(meta, 'format')!r})")
     if meta.get("format_version") != FORMAT_VERSION:

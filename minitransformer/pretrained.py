@@ -152,7 +152,7 @@ def read_safetensors_header(path) -> tuple[dict, dict]:
         raise bad(f"the header is not UTF-8 ({e})") from None
     try:
         header = json.loads(text, object_pairs_hook=_no_duplicate_keys)
-    except ValueError as e:  # JSONDecodeError and duplicate keys
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, duplicate keys, nesting too deep ([[[[...)
         raise bad(f"the header is not valid JSON ({e})") from None
     if not isinstance(header, dict):
         raise bad(f"the header is a JSON {type(header).__name__}, not an object")
@@ -442,8 +442,8 @@ def read_config(folder) -> dict:
     path = _check_folder(folder) / CONFIG_NAME
     try:
         d = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path} is not valid UTF-8 JSON ({e})") from None
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError, JSONDecodeError, nesting too deep
+        raise ValueError(f"{path} is not valid UTF-8 JSON ({type(e).__name__}: {e})") from None
     if not isinstance(d, dict):
         raise ValueError(f"{path} holds a JSON {type(d).__name__}, not an object")
     model_type = d.get("model_type")
@@ -467,7 +467,7 @@ def read_weights(folder) -> dict:
         try:
             weight_map = json.loads(index_path.read_text(encoding="utf-8"))["weight_map"]
             shards = sorted(set(weight_map.values()))
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
             raise ValueError(f"{index_path} is not a valid safetensors index ({type(e).__name__}: {e})") from None
         state = {}
         for shard in shards:

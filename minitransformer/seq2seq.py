@@ -147,10 +147,13 @@ def load_run(path: str) -> Seq2SeqRun:
         raise FileNotFoundError(f"no checkpoint at {path!r}")
     ckpt = checkpoint.load(path)
     extra = ckpt.extra or {}
-    if "src_vocab" not in extra or not ckpt.config:
+    if not isinstance(extra, dict) or "src_vocab" not in extra or not isinstance(ckpt.config, dict):
         raise ValueError(f"{ckpt.path} is not a translation checkpoint (no vocabularies/config inside)")
-    model = Transformer(TransformerConfig.from_dict(ckpt.config))
+    try:
+        src_vocab, tgt_vocab = Vocab.from_json(extra["src_vocab"]), Vocab.from_json(extra.get("tgt_vocab"))
+        model = Transformer(TransformerConfig.from_dict(ckpt.config))
+    except (TypeError, ValueError) as e:  # a damaged vocabulary or config: name the file
+        raise ValueError(f"{ckpt.path}: {e}") from None
     model.load_state_dict(ckpt.model_state)
     model.eval()
-    return Seq2SeqRun(model, Vocab.from_json(extra["src_vocab"]), Vocab.from_json(extra["tgt_vocab"]),
-                      extra.get("task", "?"))
+    return Seq2SeqRun(model, src_vocab, tgt_vocab, extra.get("task", "?"))

@@ -127,10 +127,11 @@ class Vocab:
         if isinstance(data, (str, bytes)):
             try:
                 data = json.loads(data)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"Vocab.from_json: not valid JSON ({e})") from e
+            except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError (bytes), too deep
+                raise ValueError(f"Vocab.from_json: not valid JSON ({type(e).__name__}: {e})") from None
         if not isinstance(data, dict) or data.get("format") != _FORMAT or not isinstance(data.get("chars"), str):
             raise ValueError(f"Vocab.from_json: expected a {_FORMAT!r} object with a 'chars' string, got {data!r:.200}")
-        if tuple(data.get("specials", ())) != SPECIAL_TOKENS:
+        specials = data.get("specials", [])
+        if not isinstance(specials, list) or tuple(specials) != SPECIAL_TOKENS:
             raise ValueError(f"Vocab.from_json: special tokens {data.get('specials')!r} differ from {SPECIAL_TOKENS}")
         return cls(data["chars"])

@@ -23,8 +23,11 @@ def read_vocab(path) -> list[str]:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"vocabulary file not found: {path!r}")
-    with open(path, encoding="utf-8") as f:
-        tokens = f.read().split("\n")
+    try:
+        with open(path, encoding="utf-8") as f:
+            tokens = f.read().split("\n")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"vocabulary file {path!r} is not UTF-8 text ({e})") from None
     if tokens and tokens[-1] == "":
         tokens.pop()
     if not tokens:

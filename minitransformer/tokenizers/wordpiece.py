@@ -130,8 +130,13 @@ class WordPieceTokenizer:
         options = {}
         config_file = os.path.join(folder, "tokenizer_config.json")
         if os.path.isfile(config_file):
-            with open(config_file, encoding="utf-8") as f:
-                config = json.load(f)
+            try:
+                with open(config_file, encoding="utf-8") as f:
+                    config = json.load(f)
+            except (ValueError, RecursionError) as e:  # UnicodeDecodeError, JSONDecodeError, nesting too deep
+                raise ValueError(f"{config_file!r} is not UTF-8 JSON ({type(e).__name__}: {e})") from None
+            if not isinstance(config, dict):
+                raise ValueError(f"{config_file!r} holds a JSON {type(config).__name__}, not an object")
             for key in ("do_lower_case", "strip_accents", "tokenize_chinese_chars"):
                 if config.get(key) is not None:
                     options[key] = config[key]
