@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from ..nn.checks import check_size
 from ..nn.decoder import Decoder
 from ..nn.dropout import Dropout
 from ..nn.embedding import Embedding
@@ -51,6 +52,22 @@ class TransformerConfig:
     share_embeddings: bool = False
     label_smoothing: float = 0.1
     pad_id: int = 0
+
+    def __post_init__(self):
+        """Refuse an inconsistent configuration here, before any weight is allocated."""
+        for name in ("src_vocab_size", "tgt_vocab_size", "d_model", "n_heads", "d_ff", "n_encoder_layers",
+                     "n_decoder_layers", "max_len"):
+            check_size(getattr(self, name), f"TransformerConfig {name}")
+        if self.d_model % self.n_heads != 0:
+            raise ValueError(f"TransformerConfig: d_model={self.d_model} must be divisible by n_heads={self.n_heads}"
+                             " (each head gets d_k = d_model // n_heads features)")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"TransformerConfig: dropout must be in [0, 1), got {self.dropout!r}")
+        if not 0.0 <= self.label_smoothing <= 1.0:
+            raise ValueError(f"TransformerConfig: label_smoothing must be in [0, 1], got {self.label_smoothing!r}")
+        if not 0 <= self.pad_id < min(self.src_vocab_size, self.tgt_vocab_size):
+            raise ValueError(f"TransformerConfig: pad_id={self.pad_id} is not a token id of both vocabularies "
+                             f"(sizes {self.src_vocab_size} and {self.tgt_vocab_size})")
 
     @classmethod
     def base(cls, vocab_size: int = 37000) -> TransformerConfig:

@@ -6,6 +6,8 @@ checked on the host, because CuPy silently wraps out-of-range indices.
 
 from __future__ import annotations
 
+import operator
+
 from .. import backend
 
 __all__ = [
@@ -16,7 +18,18 @@ __all__ = [
     "check_last_dim",
     "check_ndim",
     "check_seq_len",
+    "check_size",
 ]
+
+
+def check_size(value, what: str) -> None:
+    """A size argument (``d_model``, ``n_heads``, ``vocab_size``, ...) must be an int >= 1 (a NumPy int will do)."""
+    try:
+        ok = not isinstance(value, bool) and operator.index(value) >= 1
+    except TypeError:  # 2.5, "8", None
+        ok = False
+    if not ok:
+        raise ValueError(f"{what} must be a positive int, got {value!r}")
 
 
 def check_array(x, what: str) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from .. import backend
-from .checks import check_ids
+from .checks import check_ids, check_size
 from .module import Module, Parameter
 
 __all__ = ["Embedding", "EmbeddingCache", "embedding_backward", "embedding_forward"]
@@ -74,6 +74,8 @@ class Embedding(Module):
 
     def __init__(self, vocab_size: int, d_model: int, dtype="float32"):
         super().__init__()
+        check_size(vocab_size, "Embedding vocab_size")
+        check_size(d_model, "Embedding d_model")
         self.vocab_size, self.d_model = vocab_size, d_model
         rng = backend.host_rng()  # host init: same weights on CPU and GPU for one seed
         self.W = Parameter(backend.asarray(rng.standard_normal((vocab_size, d_model)), dtype=dtype))

@@ -7,6 +7,7 @@ where most of a Transformer's parameters live (d_ff = 4 d_model).
 from __future__ import annotations
 
 from .activations import get_activation
+from .checks import check_size
 from .dropout import Dropout
 from .linear import Linear
 from .module import Module
@@ -35,6 +36,8 @@ class FeedForward(Module):
     def __init__(self, d_model: int, d_ff: int, activation: str = "relu", dropout: float = 0.0,
                  dtype="float32"):
         super().__init__()
+        check_size(d_model, "FeedForward d_model")
+        check_size(d_ff, "FeedForward d_ff")
         self.linear1 = Linear(d_model, d_ff, dtype=dtype)
         self.activation = get_activation(activation)
         self.dropout = Dropout(dropout)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from .. import backend
-from .checks import check_dtype_match, check_last_dim
+from .checks import check_dtype_match, check_last_dim, check_size
 from .module import Module, Parameter
 
 __all__ = ["LayerNorm", "LayerNormCache", "layernorm_backward", "layernorm_forward"]
@@ -100,6 +100,9 @@ class LayerNorm(Module):
 
     def __init__(self, d_model: int, eps: float = 1e-5, dtype="float32"):
         super().__init__()
+        check_size(d_model, "LayerNorm d_model")
+        if not eps > 0.0:  # also refuses NaN
+            raise ValueError(f"LayerNorm eps must be > 0 (it keeps 1 / sqrt(var + eps) finite), got {eps!r}")
         self.d_model = d_model
         self.eps = float(eps)
         self.gamma = Parameter(backend.asarray([1.0] * d_model, dtype=dtype))  # (d_model,)

@@ -11,7 +11,7 @@ import math
 from typing import NamedTuple
 
 from .. import backend
-from .checks import check_dtype_match, check_last_dim
+from .checks import check_dtype_match, check_last_dim, check_size
 from .module import Module, Parameter
 
 __all__ = ["Linear", "LinearCache", "linear_backward", "linear_forward"]
@@ -76,6 +76,8 @@ class Linear(Module):
 
     def __init__(self, d_in: int, d_out: int, bias: bool = True, dtype="float32"):
         super().__init__()
+        check_size(d_in, "Linear d_in")
+        check_size(d_out, "Linear d_out")
         self.d_in, self.d_out = d_in, d_out
         bound = 1.0 / math.sqrt(d_in)
         rng = backend.host_rng()  # host init: same weights on CPU and GPU for one seed

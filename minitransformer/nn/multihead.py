@@ -23,7 +23,7 @@ from .attention import (
     scaled_dot_product_attention_backward,
     scaled_dot_product_attention_forward,
 )
-from .checks import check_dtype_match, check_last_dim, check_ndim
+from .checks import check_dtype_match, check_last_dim, check_ndim, check_size
 from .linear import LinearCache, linear_backward, linear_forward
 from .module import Module, Parameter
 
@@ -129,7 +129,9 @@ class MultiHeadAttention(Module):
 
     def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = True, dtype="float32"):
         super().__init__()
-        if n_heads < 1 or d_model % n_heads != 0:
+        check_size(d_model, "MultiHeadAttention d_model")
+        check_size(n_heads, "MultiHeadAttention n_heads")
+        if d_model % n_heads != 0:
             raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads} (each head gets d_k = "
                              "d_model // n_heads features)")
         if not 0.0 <= dropout < 1.0:

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from .. import backend
-from .checks import check_dtype_match, check_last_dim, check_ndim, check_seq_len
+from .checks import check_dtype_match, check_last_dim, check_ndim, check_seq_len, check_size
 from .module import Module, Parameter, move_array
 
 __all__ = [
@@ -120,6 +120,8 @@ class PositionalEncoding(Module):
 
     def __init__(self, d_model: int, max_len: int = 5000, dtype="float32"):
         super().__init__()
+        check_size(d_model, "PositionalEncoding d_model")
+        check_size(max_len, "PositionalEncoding max_len")
         self.d_model, self.max_len = d_model, max_len
         self.pe = sinusoidal_table(max_len, d_model, dtype)  # (max_len, d_model) buffer, not a Parameter
 
@@ -157,6 +159,8 @@ class LearnedPositionalEmbedding(Module):
 
     def __init__(self, max_len: int, d_model: int, dtype="float32"):
         super().__init__()
+        check_size(max_len, "LearnedPositionalEmbedding max_len")
+        check_size(d_model, "LearnedPositionalEmbedding d_model")
         self.max_len, self.d_model = max_len, d_model
         rng = backend.host_rng()  # host init: same weights on CPU and GPU for one seed
         std = 0.02
