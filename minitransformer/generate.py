@@ -49,6 +49,7 @@ class _EvalMode:
         self.model.eval()
 
     def __exit__(self, *exc):
+        self.model.clear_cache()  # decoding never runs backward: free the layers' activations
         self.model.train(self.was_training)
 
 

@@ -93,7 +93,7 @@ def evaluate(run: Seq2SeqRun, pairs: list[tuple[str, str]], beam_size: int = 1, 
         valid = b.tgt_out != -100  # (B, T)
         correct += int(xp.sum((logits.argmax(axis=-1) == b.tgt_out) & valid))
         total += int(xp.sum(valid))
-        run.model._cache = None  # forward without backward: drop the marker
+        run.model.clear_cache()  # forward without backward: free every layer's activations
     run.model.train(was_training)
     return {"exact_match": exact / max(len(pairs), 1), "token_accuracy": correct / max(total, 1)}
 

@@ -291,3 +291,15 @@ def test_module_list_indexing_and_length():
     assert layers[1].d_out == 3
     assert [m.d_out for m in layers] == [2, 3]
     assert [n for n, _ in layers.named_parameters()] == ["0.W", "0.b", "1.W", "1.b"]
+
+
+def test_clear_cache_drops_every_layers_activations():
+    from minitransformer.nn.encoder import Encoder
+
+    enc = Encoder(2, 4, 2, 8)
+    enc(backend.asarray(np.zeros((2, 3, 4)), dtype="float32"))
+    assert any(m._cache is not None for m in enc.modules())
+    enc.clear_cache()
+    assert all(m._cache is None for m in enc.modules())
+    with pytest.raises(RuntimeError, match="before forward"):
+        enc.backward(backend.asarray(np.zeros((2, 3, 4)), dtype="float32"))

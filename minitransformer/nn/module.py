@@ -129,6 +129,11 @@ class Module:
         for p in self.parameters():
             p.zero_grad()
 
+    def clear_cache(self) -> None:
+        """Drop what every forward kept for backward (after inference, to free its memory)."""
+        for m in self.modules():
+            m._cache = None
+
     def train(self, mode: bool = True) -> Module:
         for m in self.modules():
             m.training = mode
