@@ -7,8 +7,9 @@ crash mid-write never leaves a half-written vocabulary behind.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
+
+from ..fileio import atomic_write
 
 __all__ = ["read_vocab", "save_vocab", "write_text_atomic"]
 
@@ -38,15 +39,8 @@ def read_vocab(path) -> list[str]:
 def write_text_atomic(path, text: str) -> str:
     """Write ``text`` (UTF-8, ``\\n`` line ends) to ``path`` through a temp file and a rename."""
     path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(os.path.abspath(path)))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a vocabulary is as readable as any file the user writes
-        os.replace(tmp, path)  # atomic: readers see the old file or the new one
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_write(path, "wb") as f:  # bytes: "\n" line ends on every platform
+        f.write(text.encode("utf-8"))
     return path
 
 
