@@ -15,8 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minitransformer import checkpoint, cli, seq2seq
+from minitransformer import checkpoint, seq2seq
+from minitransformer.cli import common as cli_common
 from minitransformer.cli import main
+from minitransformer.cli import seq2seq as cli
 from minitransformer.data import get_task
 from minitransformer.nn.linear import Linear
 
@@ -167,9 +169,9 @@ def test_demo_tiny_writes_everything_and_shows_the_table(tmp_path, capsys):
 
 def test_marks_fall_back_to_ascii(monkeypatch):
     monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.BytesIO(), encoding="utf-8"))
-    assert cli._marks() == ("\u2713", "\u2717")
+    assert cli_common.marks() == ("\u2713", "\u2717")
     monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.BytesIO(), encoding="ascii"))
-    assert cli._marks() == ("ok", "x")
+    assert cli_common.marks() == ("ok", "x")
 
 
 # -- errors: one line on stderr, no traceback ------------------------------------------

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
 # Modules documented elsewhere: the command line by `minitransformer --help`.
-NOT_IN_API = {"minitransformer.__main__", "minitransformer.cli"}
+NOT_IN_API = {"minitransformer.__main__", "minitransformer.cli"}  # and every minitransformer.cli.* module
 
 
 def _config():
@@ -92,7 +92,7 @@ def test_api_reference_covers_every_module_and_only_real_ones():
     documented = _api_directives()
     unknown = sorted(set(documented) - modules)
     assert not unknown, f"docs/api/ documents modules that do not exist: {unknown}"
-    forgotten = sorted(modules - set(documented) - NOT_IN_API)
+    forgotten = sorted(m for m in modules - set(documented) - NOT_IN_API if not m.startswith("minitransformer.cli."))
     assert not forgotten, f"add a '::: module' section to a page of docs/api/ for: {forgotten}"
 
 
