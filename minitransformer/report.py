@@ -670,6 +670,23 @@ def _bert_for_question_answering():
                                                         "end_positions": backend.asarray([3, 7])})
 
 
+# -- GPT: decoder-only language model ------------------------------------------------------------------
+
+
+@_model("GPT", "gpt", ("GPT",), also=("GPTConfig",))
+def _gpt():
+    """LM loss vs every parameter: tied head, 2 causal pre-LN layers, 2 heads, ignored target, dropout 0.1"""
+    m = importlib.import_module("minitransformer.models.gpt")
+    backend.manual_seed(0)
+    config = m.GPTConfig(vocab_size=11, max_len=8, d_model=4, n_heads=2, n_layers=2, d_ff=8, dropout=0.1)
+    model = _bert_random(m.GPT(config, dtype="float64"), seed=300)  # every parameter random, gamma around 1
+    ids = backend.asarray([[1, 5, 7, 2, 5], [3, 3, 0, 9, 10]])  # (B, T) repeated ids
+    targets = backend.asarray([[5, 7, 2, 5, -100], [3, 0, 9, 10, 4]])  # (B, T) -100 = ignored
+    result = check_module(_LossOf(model), (ids, targets), wrt=())
+    result.shapes = "2x5 (ids)"
+    return result
+
+
 # ---------------------------------------------------------------------------
 # running
 # ---------------------------------------------------------------------------
