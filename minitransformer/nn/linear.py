@@ -55,6 +55,8 @@ def linear_backward(dy, cache: LinearCache):
         dW = sum over all leading positions of x^T dy
         db = sum over all leading positions of dy
     """
+    # BEGIN SOLUTION linear: dx = dy @ W^T; dW = x^T dy and db = dy, each summed over every leading axis
+    # HINT: reshape x to (N, d_in) and dy to (N, d_out) first (N = B * T): then dW is one matmul
     x, W = cache
     d_in, d_out = W.shape
     dx = dy @ W.T  # (..., d_in)                         inverts y = x @ W
@@ -63,6 +65,7 @@ def linear_backward(dy, cache: LinearCache):
     dW = x2.T @ dy2  # (d_in, d_out)   one matmul instead of a sum of per-token outer products
     db = dy2.sum(axis=0)  # (d_out,)                      inverts y = ... + b (broadcast)
     return dx, dW, db
+    # END SOLUTION
 
 
 class Linear(Module):
