@@ -69,8 +69,10 @@ def relu_backward(dy, cache: ReLUCache):
     Math:
         dx = dy * [x > 0]
     """
+    # BEGIN SOLUTION relu: dx = dy where x > 0, else 0 (also 0 at x == 0, as PyTorch); cache.keep is [x > 0]
     xp = backend.get_array_module(dy)
     return xp.where(cache.keep, dy, 0.0)  # (...)   inverts y = max(x, 0)
+    # END SOLUTION
 
 
 class GELUCache(NamedTuple):
@@ -124,6 +126,8 @@ def gelu_backward(dy, cache: GELUCache):
         "tanh":  dG/dx = 0.5 (1 - t^2) du/dx,  du/dx = sqrt(2/pi) (1 + 3 * 0.044715 x^2)
         dx = dy * (0.5 (1 + t) + x dG/dx)
     """
+    # BEGIN SOLUTION gelu: product rule on y = x * G(x), G = 0.5 (1 + t): dx = dy * (G + x * dG/dx)
+    # HINT: "none": dG/dx = exp(-x^2 / 2) / sqrt(2 pi); "tanh": dG/dx = 0.5 (1 - t^2) du/dx, u as in the forward
     xp = backend.get_array_module(dy)
     x, t, approximate = cache
     if approximate == "none":
@@ -132,6 +136,7 @@ def gelu_backward(dy, cache: GELUCache):
         du = _SQRT_2_OVER_PI * (1.0 + (3.0 * _KAPPA) * (x * x))  # (...)  inverts u = ...
         dG = 0.5 * (1.0 - t * t) * du  # (...)                           inverts t = tanh(u)
     return dy * (0.5 * (1.0 + t) + x * dG)  # (...)          inverts y = 0.5 x (1 + t)
+    # END SOLUTION
 
 
 class TanhCache(NamedTuple):
