@@ -54,11 +54,14 @@ def softmax_forward(x, mask=None):
     xp = backend.get_array_module(x)
     if mask is not None:
         x = xp.where(mask, x, -xp.inf)  # (..., n)  masked scores -> -inf
+    # BEGIN SOLUTION softmax: m = row max (_safe_row_max(xp, x)), E = exp(x - m), P = E / sum(E) over the last axis
+    # HINT: a fully masked row has sum(E) = 0: divide by 1 there (xp.where), so P = 0 and not NaN
     m = _safe_row_max(xp, x)  # (..., 1)
     E = xp.exp(x - m)  # (..., n)   every exponent <= 0: no overflow
     s = E.sum(axis=-1, keepdims=True)  # (..., 1)   0 only for a fully masked row
     P = E / xp.where(s == 0.0, 1.0, s)  # (..., n)  0/1 = 0 instead of 0/0 = NaN
     return P, SoftmaxCache(P)
+    # END SOLUTION
 
 
 def softmax_backward(dP, cache: SoftmaxCache):
@@ -73,9 +76,11 @@ def softmax_backward(dP, cache: SoftmaxCache):
         dP/dx is diag(P) - P P^T per row, so
         dx = P * (dP - sum_k(dP * P))
     """
+    # BEGIN SOLUTION softmax: dx = P * (dP - sum_k(dP * P)), the sum over the last axis (keepdims): no Jacobian
     (P,) = cache
     inner = (dP * P).sum(axis=-1, keepdims=True)  # (..., 1)  sum_k dP_k P_k
     return P * (dP - inner)  # (..., n)   masked entries have P = 0, so dx = 0
+    # END SOLUTION
 
 
 class LogSoftmaxCache(NamedTuple):
@@ -112,5 +117,7 @@ def log_softmax_backward(dy, cache: LogSoftmaxCache):
     Math:
         dy_i/dx_j = [i == j] - P_j, so dx = dy - P * sum_k dy_k
     """
+    # BEGIN SOLUTION cross_entropy: log-softmax backward: dx = dy - P * sum_k(dy_k), the sum over the last axis
     (P,) = cache
     return dy - P * dy.sum(axis=-1, keepdims=True)  # (..., n)
+    # END SOLUTION
