@@ -54,6 +54,8 @@ def embedding_backward(dy, cache: EmbeddingCache):
     Math:
         dW[v] = sum over positions (b, t) with ids[b, t] == v of dy[b, t]
     """
+    # BEGIN SOLUTION embedding: dW = zeros (vocab_size, d_model); dW[v] = sum of dy at the positions where ids == v
+    # HINT: repeated ids must add up: backend.scatter_add(target, indices, values), not dW[ids] += dy
     ids, vocab_size = cache
     xp = backend.get_array_module(dy)
     d_model = dy.shape[-1]
@@ -61,6 +63,7 @@ def embedding_backward(dy, cache: EmbeddingCache):
     # inverts y = W[ids]: repeated ids accumulate
     backend.scatter_add(dW, ids.reshape(-1), dy.reshape(-1, d_model))  # dW: (vocab_size, d_model)
     return dW
+    # END SOLUTION
 
 
 class Embedding(Module):
