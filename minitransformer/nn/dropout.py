@@ -60,9 +60,11 @@ def dropout_forward(x, mask, p: float):
         raise ValueError(
             f"dropout mask: shape {tuple(mask.shape)} does not broadcast to the input shape {tuple(x.shape)}"
         )
+    # BEGIN SOLUTION dropout: inverted dropout: y = x * mask * scale, scale = 1 / (1 - p) (a Python float)
     scale = 1.0 / (1.0 - p)  # Python float: float32 stays float32
     y = x * mask * scale  # (...)  like x; dropped entries are exactly 0
     return y, DropoutCache(mask, scale)
+    # END SOLUTION
 
 
 def dropout_backward(dy, cache: DropoutCache):
@@ -77,10 +79,12 @@ def dropout_backward(dy, cache: DropoutCache):
     Math:
         dx = dy * mask / (1 - p)
     """
+    # BEGIN SOLUTION dropout: dx = dy * mask * scale with the cached mask and scale; dx = dy when the mask is None
     mask, scale = cache
     if mask is None:
         return dy  # inverts y = x (eval mode or p = 0)
     return dy * mask * scale  # (...)  inverts y = x * mask * scale
+    # END SOLUTION
 
 
 class Dropout(Module):
