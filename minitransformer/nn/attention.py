@@ -83,8 +83,11 @@ def scaled_dot_product_attention_forward(Q, K, V, mask=None, dropout_mask=None, 
         raise ValueError(f"attention: dropout_p must be in [0, 1), got {dropout_p}")
     if dropout_p > 0.0 and dropout_mask is None:
         raise ValueError("attention: dropout_p > 0 needs dropout_mask (the mask is data, so it can be replayed)")
+    # BEGIN SOLUTION attention: scale = 1 / sqrt(d_k) (a Python float: math.sqrt), S = Q K^T * scale
+    # HINT: K^T swaps the last two axes of K; the leading axes (B, n_heads) go through @ as batch axes
     scale = 1.0 / math.sqrt(Q.shape[-1])  # Python float: keeps float32 float32
     S = (Q * scale) @ K.swapaxes(-1, -2)  # (..., Tq, Tk)  scaling Q first: Tq*d_k multiplies, not Tq*Tk
+    # END SOLUTION
     bool_mask = None
     if mask is not None:
         _check_broadcast(mask, S.shape, "attention mask")
@@ -120,6 +123,8 @@ def scaled_dot_product_attention_backward(dY, cache: AttentionCache):
         dQ = dS K * scale,   dK = dS^T Q * scale
     P_drop is recomputed from P and the mask rather than cached (one multiply).
     """
+    # BEGIN SOLUTION attention: dV = P_drop^T dY, dP_drop = dY V^T, dP = dropout backward, dS = softmax_backward(dP)
+    # HINT: dQ = dS K * scale, dK = dS^T Q * scale; P_drop = P * dropout_mask * dropout_scale (P without a mask)
     Q, K, V, P, dropout_mask, dropout_scale, scale = cache
     P_drop = P if dropout_mask is None else P * dropout_mask * dropout_scale  # (..., Tq, Tk)  as in forward
     dV = P_drop.swapaxes(-1, -2) @ dY  # (..., Tk, d_v)   inverts Y = P_drop @ V
@@ -130,6 +135,7 @@ def scaled_dot_product_attention_backward(dY, cache: AttentionCache):
     dQ = (dS @ K) * scale  # (..., Tq, d_k)   inverts S = (Q * scale) @ K^T
     dK = (dS.swapaxes(-1, -2) @ Q) * scale  # (..., Tk, d_k)   inverts S = (Q * scale) @ K^T
     return dQ, dK, dV
+    # END SOLUTION
 
 
 def causal_mask(Tq: int, Tk: int):
