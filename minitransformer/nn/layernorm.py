@@ -48,6 +48,8 @@ def layernorm_forward(x, gamma, beta, eps: float = 1e-5):
 
     Ref: Ba et al. 2016, Eq. 4.
     """
+    # BEGIN SOLUTION layernorm: mu = mean(x), var = mean((x - mu)^2) (biased), rstd = 1 / sqrt(var + eps), last axis
+    # HINT: x_hat = (x - mu) * rstd, y = gamma * x_hat + beta; return y, LayerNormCache(x_hat, rstd, gamma)
     xp = backend.get_array_module(x)
     mu = x.mean(axis=-1, keepdims=True)  # (..., 1)
     xc = x - mu  # (..., d_model)  centred input
@@ -56,6 +58,7 @@ def layernorm_forward(x, gamma, beta, eps: float = 1e-5):
     x_hat = xc * rstd  # (..., d_model)
     y = gamma * x_hat + beta  # (..., d_model)
     return y, LayerNormCache(x_hat, rstd, gamma)
+    # END SOLUTION
 
 
 def layernorm_backward(dy, cache: LayerNormCache):
@@ -78,6 +81,8 @@ def layernorm_backward(dy, cache: LayerNormCache):
         leading axes:
             dgamma = sum(dy * x_hat),   dbeta = sum(dy)
     """
+    # BEGIN SOLUTION layernorm: g = dy * gamma; dx = rstd * (g - mean(g) - x_hat * mean(g * x_hat)), last-axis means
+    # HINT: dgamma = sum(dy * x_hat), dbeta = sum(dy), each summed over every leading axis to shape (d_model,)
     x_hat, rstd, gamma = cache
     d_model = gamma.shape[0]
     g = dy * gamma  # (..., d_model)  inverts y = gamma * x_hat + beta, w.r.t. x_hat
@@ -87,6 +92,7 @@ def layernorm_backward(dy, cache: LayerNormCache):
     dgamma = (dy * x_hat).reshape(-1, d_model).sum(axis=0)  # (d_model,)  inverts gamma * x_hat
     dbeta = dy.reshape(-1, d_model).sum(axis=0)  # (d_model,)  inverts + beta
     return dx, dgamma, dbeta
+    # END SOLUTION
 
 
 class LayerNorm(Module):
