@@ -55,8 +55,10 @@ class FeedForward(Module):
     def backward(self, dy):
         """dy: (B, T, d_model) -> dx: (B, T, d_model); children accumulate their grads."""
         self._pop_cache()
+        # BEGIN SOLUTION feedforward: the children's backward in reverse order: linear2, dropout, activation, linear1
         da = self.linear2.backward(dy)  # (B, T, d_ff)      inverts y = linear2(a)
         da = self.dropout.backward(da)  # (B, T, d_ff)      inverts a = dropout(a)
         dh = self.activation.backward(da)  # (B, T, d_ff)   inverts a = activation(h)
         dx = self.linear1.backward(dh)  # (B, T, d_model)   inverts h = linear1(x)
         return dx
+        # END SOLUTION
