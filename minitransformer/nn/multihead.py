@@ -33,14 +33,17 @@ __all__ = ["MultiHeadAttention", "MultiHeadAttentionCache", "merge_heads", "mult
 
 def split_heads(X, n_heads: int):
     """(B, T, d_model) -> (B, n_heads, T, d_k): head i gets features [i*d_k, (i+1)*d_k)."""
+    # BEGIN SOLUTION multihead: reshape to (B, T, n_heads, d_k), then transpose to (B, n_heads, T, d_k)
     B, T, d_model = X.shape
     return X.reshape(B, T, n_heads, d_model // n_heads).transpose(0, 2, 1, 3)  # (B, n_heads, T, d_k)  a view
 
 
 def merge_heads(H):
     """(B, n_heads, T, d_k) -> (B, T, d_model): the inverse of ``split_heads`` (Concat of the heads)."""
+    # BEGIN SOLUTION multihead: inverse of split_heads: transpose to (B, T, n_heads, d_k), reshape to (B, T, d_model)
     B, n_heads, T, d_k = H.shape
     return H.transpose(0, 2, 1, 3).reshape(B, T, n_heads * d_k)  # (B, T, d_model)  one copy
+    # END SOLUTION
 
 
 class MultiHeadAttentionCache(NamedTuple):
@@ -97,6 +100,8 @@ def multi_head_attention_backward(dY, cache: MultiHeadAttentionCache):
     Math:
         the forward read bottom-up; split and merge are each other's inverse.
     """
+    # BEGIN SOLUTION multihead: the forward bottom-up: linear_backward(dY, cache.o), split_heads, attention backward,
+    # HINT: merge_heads of dQ, dK and dV, linear_backward of the three projections; return in forward's argument order
     n_heads = cache.attn.Q.shape[1]
     dH_cat, dW_o, db_o = linear_backward(dY, cache.o)  # (B, Tq, d_model)  inverts Y = H_cat W_o + b_o
     dH = split_heads(dH_cat, n_heads)  # (B, n_heads, Tq, d_k)  inverts H_cat = merge_heads(H)
@@ -108,6 +113,7 @@ def multi_head_attention_backward(dY, cache: MultiHeadAttentionCache):
     dkey, dW_k, db_k = linear_backward(dK_cat, cache.k)  # (B, Tk, d_model)  inverts K_cat = key W_k + b_k
     dquery, dW_q, db_q = linear_backward(dQ_cat, cache.q)  # (B, Tq, d_model)  inverts Q_cat = query W_q + b_q
     return dquery, dkey, dvalue, dW_q, db_q, dW_k, db_k, dW_v, db_v, dW_o, db_o
+    # END SOLUTION
 
 
 class MultiHeadAttention(Module):
