@@ -36,6 +36,7 @@ def split_heads(X, n_heads: int):
     # BEGIN SOLUTION multihead: reshape to (B, T, n_heads, d_k), then transpose to (B, n_heads, T, d_k)
     B, T, d_model = X.shape
     return X.reshape(B, T, n_heads, d_model // n_heads).transpose(0, 2, 1, 3)  # (B, n_heads, T, d_k)  a view
+    # END SOLUTION
 
 
 def merge_heads(H):
