@@ -1,0 +1,333 @@
+"""The sentence grammar of the built-in corpus (``minitransformer.data.corpus``).
+
+``sentence(c, g, s)`` writes one sentence. It makes every random choice through
+the chooser ``c``, which has three methods:
+
+- ``c.choose(weights) -> i``: option ``i`` with probability ``weights[i] / sum(weights)``
+  (zero weights are options that do not exist in this state);
+- ``c.word(words) -> w``: a uniform choice among ``words``, written at once;
+  ``c.peek_word(words, ahead)`` chooses one that is written ``ahead`` tokens later;
+- ``c.emit(*tokens)``: writes fixed words ("the", "was", ",", ".").
+
+The corpus module has two choosers: one samples (the generator), one reads a
+given text (the parser). The grammar itself, in the notation of the code
+(``[x]`` optional, ``|`` a choice, P a person, O an object):
+
+    sentence  = [opener ","] clause "."             statement
+              | question "?"
+              | "there was" O_new place "."
+              | "when" simple "," clause "."
+    clause    = P tv O [place] [adverb] [because]  | P iv [place] [adverb] [because]
+              | P dv O "to" P_other                | P say "that" simple
+              | O "was" ["very"] adjective         | P "was" ["very"] feeling [because]
+              | P social "the" role [place] [because]  | P tv O "and" tv O
+    simple    = P tv O | P iv | O "was" adjective | P "was" feeling
+    because   = "because" simple
+    question  = "did" P tv_base O | "where did" P iv_base | "why was" O_reused adjective
+              | "who" tv O | "did" P social_base "the" role
+    place     = preposition "the" place_noun
+    P         = pronoun (the last person) | a person already named | a new name
+    O         = "the" noun already used | ("a" | "an") [adjective] new noun
+
+The first sentence of a document is a statement or "there was", with a clause
+that names an object or a role, so it always holds a word of the topic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Clause kinds and question kinds, in the order of the weights below.
+TV, IV, DV, SAY, COP, FEEL, SOCIAL, AND = range(8)
+NO_TOPIC_WORD = (IV, SAY, FEEL)  # clauses that may lack a topic word: never the first sentence's
+STATEMENT, QUESTION, THERE, WHEN = range(4)
+
+
+@dataclass
+class Topic:
+    """One topic's words; ``verbs`` are (base, past) pairs."""
+
+    name: str
+    places: tuple
+    nouns: tuple
+    verbs: tuple
+    adjectives: tuple
+    roles: tuple
+
+
+@dataclass
+class Grammar:
+    """Word lists and probabilities of the corpus grammar.
+
+    Shared verbs are (base, past) pairs; ``openers`` are phrases. ``__post_init__``
+    checks that no word is in two lists (the grammar's unambiguity rests on it)
+    and builds the per-topic tables.
+    """
+
+    topics: list
+    names_female: tuple
+    names_male: tuple
+    transitive: tuple
+    intransitive: tuple
+    ditransitive: tuple
+    social: tuple
+    saying: tuple
+    adjectives: tuple
+    feelings: tuple
+    adverbs: tuple
+    openers: tuple
+    prepositions: tuple
+    min_sentences: int = 2
+    max_sentences: int = 12
+    p_stop: float = 0.25           # P(stop) after each sentence from min_sentences on
+    max_people: int = 3
+    max_objects: int = 4
+    form_weights: tuple = (0.64, 0.1, 0.08, 0.18)  # statement, question, there was, when
+    clause_weights: tuple = (0.26, 0.1, 0.1, 0.1, 0.1, 0.08, 0.1, 0.06)  # TV IV DV SAY COP FEEL SOCIAL AND
+    simple_weights: tuple = (0.4, 0.2, 0.2, 0.2)  # TV IV COP FEEL
+    question_weights: tuple = (0.3, 0.2, 0.15, 0.2, 0.15)  # did-tv, where-did, why-was, who, did-social
+    person_weights: tuple = (0.25, 0.45, 0.3)  # pronoun, reuse, new
+    object_weights: tuple = (0.5, 0.5)  # reuse, new
+    p_opener: float = 0.2
+    p_place: float = 0.4
+    p_adverb: float = 0.25
+    p_because: float = 0.15
+    p_very: float = 0.2
+    p_adjective: float = 0.4
+    tables: list = field(default_factory=list, repr=False)
+
+    @classmethod
+    def from_words(cls, w, **options) -> Grammar:
+        """Grammar from a module or object with the lists of ``corpus_words``."""
+        pairs = lambda items: tuple(tuple(v.split(":")) for v in items)  # noqa: E731
+        topics = [Topic(name, tuple(d["places"].split()), tuple(d["nouns"].split()), pairs(d["verbs"].split()),
+                        tuple(d["adjectives"].split()), tuple(d["roles"].split())) for name, d in w.TOPICS.items()]
+        return cls(topics, tuple(w.NAMES_FEMALE), tuple(w.NAMES_MALE), pairs(w.TRANSITIVE), pairs(w.INTRANSITIVE),
+                   pairs(w.DITRANSITIVE), pairs(w.SOCIAL), tuple(w.SAYING), tuple(w.ADJECTIVES),
+                   tuple(w.FEELINGS), tuple(w.ADVERBS), tuple(w.OPENERS), tuple(w.PREPOSITIONS), **options)
+
+    def __post_init__(self):
+        function_words = {"the", "a", "an", "was", "very", "did", "where", "why", "who", "that", "when", "because",
+                          "and", "to", "there", "she", "he", *self.prepositions}
+        function_words |= {x for o in self.openers for x in o.split()}
+        lists = [self.names_female, self.names_male, self.saying, self.adjectives, self.feelings, self.adverbs]
+        lists += [[v for pair in vs for v in set(pair)] for vs in (self.transitive, self.intransitive,
+                                                                    self.ditransitive, self.social)]
+        for t in self.topics:
+            lists += [t.places, t.nouns, [v for pair in t.verbs for v in set(pair)], t.adjectives, t.roles]
+        seen: dict = {}
+        for i, lst in enumerate(lists):
+            for word in lst:
+                key = word.lower()
+                if key in function_words or seen.setdefault(key, i) != i:
+                    raise ValueError(f"word {word!r} is in two word lists; the grammar would be ambiguous")
+                if not word.isalpha():
+                    raise ValueError(f"word {word!r} must be letters only")
+        if self.max_people < 2 or self.max_objects < 1 or not 1 <= self.min_sentences <= self.max_sentences:
+            raise ValueError("need max_people >= 2, max_objects >= 1, 1 <= min_sentences <= max_sentences")
+        self.names = self.names_female + self.names_male
+        self.pronoun = {**{n: "she" for n in self.names_female}, **{n: "he" for n in self.names_male}}
+        self.tables = [dict(tv=t.verbs + self.transitive, adjectives=self.adjectives + t.adjectives, topic=t)
+                       for t in self.topics]
+        self.tables = [dict(d, tv_past=tuple(v[1] for v in d["tv"]), tv_base=tuple(v[0] for v in d["tv"]))
+                       for d in self.tables]
+        self.iv_past, self.iv_base = (tuple(v[i] for v in self.intransitive) for i in (1, 0))
+        self.social_past, self.social_base = (tuple(v[i] for v in self.social) for i in (1, 0))
+        self.dv_past = tuple(v[1] for v in self.ditransitive)
+        self.openers_split = tuple(tuple(o.split()) for o in self.openers)
+
+
+class State:
+    """What a document has introduced so far: its topic, people, objects, the last person named."""
+
+    __slots__ = ("topic", "people", "objects", "last", "n_sentences")
+
+    def __init__(self, topic: int):
+        self.topic, self.people, self.objects, self.last, self.n_sentences = topic, [], [], None, 0
+
+    def copy(self) -> State:
+        s = State(self.topic)
+        s.people, s.objects, s.last, s.n_sentences = list(self.people), list(self.objects), self.last, self.n_sentences
+        return s
+
+
+def render(tokens) -> str:
+    """Tokens -> sentence text: first letter capitalised, punctuation attached to the word before it."""
+    out = tokens[0][:1].upper() + tokens[0][1:]
+    for t in tokens[1:]:
+        out += t if t in (",", ".", "?") else " " + t
+    return out
+
+
+def _maybe(c, p: float) -> bool:
+    return c.choose((1.0 - p, p)) == 1
+
+
+def person(c, g: Grammar, s: State, other_than=None) -> str:
+    """A subject (``other_than`` None: a pronoun is allowed) or a second person different from ``other_than``."""
+    others = [p for p in s.people if p != other_than]
+    w = g.person_weights
+    how = c.choose((w[0] if other_than is None and s.last is not None else 0.0, w[1] if others else 0.0,
+                    w[2] if len(s.people) < g.max_people else 0.0))
+    if how == 0:
+        name = s.last
+        c.emit(g.pronoun[name])
+    elif how == 1:
+        name = c.word(others)
+    else:
+        name = c.word([n for n in g.names if n not in s.people])
+        s.people.append(name)
+    s.last = name
+    return name
+
+
+def thing(c, g: Grammar, s: State, reuse: bool = True, new: bool = True) -> None:
+    """An object: "the" + a noun the document already used, or "a"/"an" [adjective] + a new noun."""
+    t = g.tables[s.topic]
+    w = g.object_weights
+    if c.choose((w[0] if reuse and s.objects else 0.0, w[1] if new and len(s.objects) < g.max_objects else 0.0)) == 0:
+        c.emit("the")
+        c.word(s.objects)
+        return
+    adjective = c.peek_word(t["adjectives"], 1) if _maybe(c, g.p_adjective) else None
+    noun = c.peek_word([n for n in t["topic"].nouns if n not in s.objects], 2 if adjective else 1)
+    c.emit("an" if (adjective or noun)[0] in "aeiou" else "a")
+    if adjective:
+        c.emit(adjective)
+    c.emit(noun)
+    s.objects.append(noun)
+
+
+def place(c, g: Grammar, s: State) -> None:
+    c.word(g.prepositions)
+    c.emit("the")
+    c.word(g.tables[s.topic]["topic"].places)
+
+
+def simple(c, g: Grammar, s: State) -> None:
+    """A clause without modifiers, inside "that ...", "when ..." and "because ..."."""
+    w = g.simple_weights
+    kind = c.choose((w[0], w[1], w[2] if s.objects else 0.0, w[3]))
+    if kind == 0:
+        person(c, g, s)
+        c.word(g.tables[s.topic]["tv_past"])
+        thing(c, g, s)
+    elif kind == 1:
+        person(c, g, s)
+        c.word(g.iv_past)
+    elif kind == 2:
+        thing(c, g, s, new=False)
+        c.emit("was")
+        c.word(g.tables[s.topic]["adjectives"])
+    else:
+        person(c, g, s)
+        c.emit("was")
+        c.word(g.feelings)
+
+
+def clause(c, g: Grammar, s: State, first: bool) -> None:
+    """A main clause with its optional place, adverb and "because" tail."""
+    t = g.tables[s.topic]
+    kind = c.choose(tuple(0.0 if first and k in NO_TOPIC_WORD else w for k, w in enumerate(g.clause_weights)))
+    if kind == COP:
+        thing(c, g, s)
+        c.emit("was")
+        if _maybe(c, g.p_very):
+            c.emit("very")
+        c.word(t["adjectives"])
+        return
+    subject = person(c, g, s)
+    if kind == SAY:
+        c.word(g.saying)
+        c.emit("that")
+        simple(c, g, s)
+        return
+    if kind == DV:
+        c.word(g.dv_past)
+        thing(c, g, s)
+        c.emit("to")
+        person(c, g, s, other_than=subject)
+        return
+    if kind == AND:
+        c.word(t["tv_past"])
+        thing(c, g, s)
+        c.emit("and")
+        c.word(t["tv_past"])
+        thing(c, g, s)
+        return
+    if kind == TV:
+        c.word(t["tv_past"])
+        thing(c, g, s)
+    elif kind == IV:
+        c.word(g.iv_past)
+    elif kind == FEEL:
+        c.emit("was")
+        if _maybe(c, g.p_very):
+            c.emit("very")
+        c.word(g.feelings)
+    else:
+        c.word(g.social_past)
+        c.emit("the")
+        c.word(t["topic"].roles)
+    if kind != FEEL and _maybe(c, g.p_place):
+        place(c, g, s)
+    if kind in (TV, IV) and _maybe(c, g.p_adverb):
+        c.word(g.adverbs)
+    if _maybe(c, g.p_because):
+        c.emit("because")
+        simple(c, g, s)
+
+
+def question(c, g: Grammar, s: State) -> None:
+    t = g.tables[s.topic]
+    w = g.question_weights
+    kind = c.choose((w[0], w[1], w[2] if s.objects else 0.0, w[3], w[4]))
+    if kind == 0:
+        c.emit("did")
+        person(c, g, s)
+        c.word(t["tv_base"])
+        thing(c, g, s)
+    elif kind == 1:
+        c.emit("where", "did")
+        person(c, g, s)
+        c.word(g.iv_base)
+    elif kind == 2:
+        c.emit("why", "was")
+        thing(c, g, s, new=False)
+        c.word(t["adjectives"])
+    elif kind == 3:
+        c.emit("who")
+        c.word(t["tv_past"])
+        thing(c, g, s)
+    else:
+        c.emit("did")
+        person(c, g, s)
+        c.word(g.social_base)
+        c.emit("the")
+        c.word(t["topic"].roles)
+    c.emit("?")
+
+
+def sentence(c, g: Grammar, s: State) -> None:
+    """One sentence from state ``s`` (updated in place: new people and objects, the last person)."""
+    first = s.n_sentences == 0
+    w = g.form_weights
+    form = c.choose((w[0], 0.0 if first else w[1], w[2] if len(s.objects) < g.max_objects else 0.0,
+                     0.0 if first else w[3]))
+    if form == QUESTION:
+        question(c, g, s)
+    elif form == THERE:
+        c.emit("there", "was")
+        thing(c, g, s, reuse=False)
+        place(c, g, s)
+        c.emit(".")
+    else:
+        if form == WHEN:
+            c.emit("when")
+            simple(c, g, s)
+            c.emit(",")
+        elif _maybe(c, g.p_opener):
+            c.emit(*g.openers_split[c.choose((1.0,) * len(g.openers))], ",")
+        clause(c, g, s, first)
+        c.emit(".")
+    s.n_sentences += 1
