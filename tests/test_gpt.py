@@ -224,3 +224,117 @@ def test_bad_input_errors():
         model.backward(backend.asarray(np.zeros((2, 5, 3), dtype=np.float32)))
     with pytest.raises(ValueError, match="targets shape"):
         model.loss(backend.asarray(IDS), backend.asarray([[1, 2], [3, 4]]))
+
+
+# -- GPT-2 folders (transformers parity: tests/parity/test_gpt2.py) -----------------------------------------
+
+
+def _saved(tmp_path):
+    from minitransformer.gpt2_weights import save_pretrained
+
+    model = randomized(GPT(tiny_config(), dtype="float64"))
+    return model, save_pretrained(model, tmp_path / "gpt")
+
+
+def _rewrite(folder, edit_state=None, edit_config=None):
+    """Change a saved folder's weights or config in place."""
+    import json
+
+    from minitransformer.pretrained import load_safetensors, save_safetensors
+
+    if edit_state is not None:
+        state = load_safetensors(folder / "model.safetensors")
+        save_safetensors(edit_state(state), folder / "model.safetensors")
+    if edit_config is not None:
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps(edit_config(config)))
+
+
+def test_save_and_load_round_trip_bit_for_bit(tmp_path):
+    import json
+
+    model, folder = _saved(tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["model_type"] == "gpt2" and config["n_embd"] == 4 and config["activation_function"] == "gelu_new"
+    loaded = GPT.from_pretrained(folder, dtype="float64")
+    assert loaded.config == model.config and not loaded.training
+    for (name, p), q in zip(model.named_parameters(), loaded.parameters(), strict=True):
+        assert np.array_equal(backend.to_numpy(p.data), backend.to_numpy(q.data)), name
+
+
+def test_load_without_prefix_with_tied_head_and_mask_buffers(tmp_path):
+    model, folder = _saved(tmp_path)
+
+    def original_gpt2_names(state):
+        state = {k.removeprefix("transformer."): v for k, v in state.items()}
+        state["lm_head.weight"] = state["wte.weight"].copy()  # tied: equal
+        state["h.0.attn.bias"] = np.tril(np.ones((1, 1, 8, 8)))  # an old checkpoint's causal-mask buffer
+        state["h.1.attn.masked_bias"] = np.array(-1e4)
+        return state
+
+    _rewrite(folder, original_gpt2_names)
+    loaded = GPT.from_pretrained(folder, dtype="float64")
+    assert_close(loaded.layers[1].self_attn.W_v.data, model.layers[1].self_attn.W_v.data, rtol=0)
+
+
+def test_strict_load_lists_missing_and_unexpected_keys(tmp_path):
+    _, folder = _saved(tmp_path)
+
+    def damage(state):
+        del state["transformer.h.1.mlp.c_fc.bias"]
+        del state["transformer.ln_f.weight"]
+        state["transformer.h.0.attn.q_proj.weight"] = np.zeros((4, 4))
+        return state
+
+    _rewrite(folder, damage)
+    with pytest.raises(ValueError, match=r"model.safetensors: checkpoint does not match GPT: missing keys "
+                                         r"\['h.1.mlp.c_fc.bias', 'ln_f.weight'\], unexpected keys "
+                                         r"\['transformer.h.0.attn.q_proj.weight'\]"):
+        GPT.from_pretrained(folder)
+
+
+def test_untied_head_and_wrong_shapes_refused(tmp_path):
+    _, folder = _saved(tmp_path)
+
+    def untie(state):
+        state["lm_head.weight"] = state["transformer.wte.weight"] + 1.0
+        state["transformer.h.0.attn.c_attn.weight"] = np.zeros((4, 8))
+        return state
+
+    _rewrite(folder, untie)
+    with pytest.raises(ValueError, match=r"c_attn.weight': checkpoint has shape \(4, 8\), model expects \(4, 12\)"
+                                         r".*'lm_head.weight' differs from wte.weight"):
+        GPT.from_pretrained(folder)
+
+
+@pytest.mark.parametrize(("change", "match"), [
+    ({"model_type": "bert"}, "model_type='bert', not 'gpt2'"),
+    ({"scale_attn_weights": False}, "scale_attn_weights=False"),
+    ({"tie_word_embeddings": False}, "tie_word_embeddings=False"),
+    ({"activation_function": "swish"}, "activation_function='swish' is not one of"),
+    ({"n_head": 3}, "d_model=4 must be divisible by n_heads=3"),
+])
+def test_bad_configs_refused_naming_the_file(tmp_path, change, match):
+    _, folder = _saved(tmp_path)
+    _rewrite(folder, edit_config=lambda c: {**c, **change})
+    with pytest.raises(ValueError, match=f"config.json: .*{match}"):
+        GPT.from_pretrained(folder)
+
+
+def test_config_from_hf_defaults_and_names():
+    from minitransformer.gpt2_weights import config_from_hf, hf_config
+
+    c = config_from_hf({"model_type": "gpt2", "n_embd": 8, "n_head": 2, "n_layer": 1, "n_positions": 16,
+                        "vocab_size": 20, "n_inner": None, "activation_function": "gelu_pytorch_tanh"})
+    assert (c.d_model, c.n_heads, c.n_layers, c.max_len, c.vocab_size, c.d_ff) == (8, 2, 1, 16, 20, 32)
+    assert c.activation == "gelu_tanh" and c.layer_norm_eps == 1e-5 and c.dropout == 0.1
+    assert config_from_hf(hf_config(c)) == c
+    assert config_from_hf({}) == GPTConfig.gpt2_small()  # GPT2Config's defaults are GPT-2 small
+
+
+def test_pickle_only_folder_is_refused(tmp_path):
+    _, folder = _saved(tmp_path)
+    (folder / "model.safetensors").unlink()
+    (folder / "pytorch_model.bin").write_bytes(b"\x80\x04not really")
+    with pytest.raises(ValueError, match="refusing to read a PyTorch pickle"):
+        GPT.from_pretrained(folder)

@@ -257,11 +257,11 @@ class GPT(Module):
 
         return from_pretrained(folder, dtype=dtype)
 
-    def save_pretrained(self, folder):
+    def save_pretrained(self, folder, tokenizer=None):
         """Write config.json + model.safetensors in GPT-2's format (transformers' GPT2LMHeadModel loads it)."""
         from ..gpt2_weights import save_pretrained
 
-        return save_pretrained(self, folder)
+        return save_pretrained(self, folder, tokenizer=tokenizer)
 
     def __repr__(self) -> str:
         c = self.config
