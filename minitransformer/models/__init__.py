@@ -9,6 +9,7 @@ from .bert_heads import (
     BertForTokenClassification,
     best_span,
 )
+from .gpt import GPT, GPTConfig
 from .transformer import Transformer, TransformerConfig
 
 __all__ = [
@@ -22,6 +23,8 @@ __all__ = [
     "BertModel",
     "BertModelOutput",
     "BertPooler",
+    "GPT",
+    "GPTConfig",
     "Transformer",
     "TransformerConfig",
     "best_span",
