@@ -31,8 +31,8 @@ number of documents). So ``Document.log_prob`` is log p(derivation).
 
 **Why that is log p(text).** p(text) sums over all derivations that write
 the text. The grammar is built so that there is exactly one: every word
-belongs to a single word list (so a word names its slot and its topic), the
-first sentence always contains a topic word, new entities are written "a/an
+belongs to a single word list (so a word names its slot and its topic),
+every sentence contains a topic word, new entities are written "a/an
 ..." and never repeat a name or noun already used, reused ones "the ..." or a
 pronoun that can only mean the last person, and every optional part starts
 with a word that nothing else can put there. ``document_log_probs(text)``

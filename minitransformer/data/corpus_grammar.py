@@ -17,20 +17,21 @@ given text (the parser). The grammar itself, in the notation of the code
               | question "?"
               | "there was" O_new place "."
               | "when" simple "," clause "."
-    clause    = P tv O [place] [adverb] [because]  | P iv [place] [adverb] [because]
+    clause    = P tv O [place] [adverb] [because]  | P iv place [adverb] [because]
               | P dv O "to" P_other                | P say "that" simple
-              | O "was" ["very"] adjective         | P "was" ["very"] feeling [because]
+              | O "was" ["very"] adjective         | P "was" ["very"] feeling "about" O [because]
               | P social "the" role [place] [because]  | P tv O "and" tv O
-    simple    = P tv O | P iv | O "was" adjective | P "was" feeling
+    simple    = P tv O | P iv place | O "was" adjective | P "was" feeling "about" O
     because   = "because" simple
-    question  = "did" P tv_base O | "where did" P iv_base | "why was" O_reused adjective
+    question  = "did" P tv_base O | "where did" P tv_base O | "why was" O_reused adjective
               | "who" tv O | "did" P social_base "the" role
     place     = preposition "the" place_noun
     P         = pronoun (the last person) | a person already named | a new name
     O         = "the" noun already used | ("a" | "an") [adjective] new noun
 
-The first sentence of a document is a statement or "there was", with a clause
-that names an object or a role, so it always holds a word of the topic.
+Every sentence names an object, a place or a role, so every sentence holds a
+word of its topic: the first one tells which topic the document has, and a
+sentence from another document almost always shows another topic.
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ from dataclasses import dataclass, field
 
 # Clause kinds and question kinds, in the order of the weights below.
 TV, IV, DV, SAY, COP, FEEL, SOCIAL, AND = range(8)
-NO_TOPIC_WORD = (IV, SAY, FEEL)  # clauses that may lack a topic word: never the first sentence's
 STATEMENT, QUESTION, THERE, WHEN = range(4)
 
 
@@ -79,7 +79,7 @@ class Grammar:
     prepositions: tuple
     min_sentences: int = 2
     max_sentences: int = 12
-    p_stop: float = 0.25           # P(stop) after each sentence from min_sentences on
+    p_stop: float = 0.2            # P(stop) after each sentence from min_sentences on
     max_people: int = 3
     max_objects: int = 4
     form_weights: tuple = (0.64, 0.1, 0.08, 0.18)  # statement, question, there was, when
@@ -108,7 +108,7 @@ class Grammar:
 
     def __post_init__(self):
         function_words = {"the", "a", "an", "was", "very", "did", "where", "why", "who", "that", "when", "because",
-                          "and", "to", "there", "she", "he", *self.prepositions}
+                          "and", "to", "there", "she", "he", "about", *self.prepositions}
         function_words |= {x for o in self.openers for x in o.split()}
         lists = [self.names_female, self.names_male, self.saying, self.adjectives, self.feelings, self.adverbs]
         lists += [[v for pair in vs for v in set(pair)] for vs in (self.transitive, self.intransitive,
@@ -131,7 +131,7 @@ class Grammar:
                        for t in self.topics]
         self.tables = [dict(d, tv_past=tuple(v[1] for v in d["tv"]), tv_base=tuple(v[0] for v in d["tv"]))
                        for d in self.tables]
-        self.iv_past, self.iv_base = (tuple(v[i] for v in self.intransitive) for i in (1, 0))
+        self.iv_past = tuple(v[1] for v in self.intransitive)
         self.social_past, self.social_base = (tuple(v[i] for v in self.social) for i in (1, 0))
         self.dv_past = tuple(v[1] for v in self.ditransitive)
         self.openers_split = tuple(tuple(o.split()) for o in self.openers)
@@ -215,6 +215,7 @@ def simple(c, g: Grammar, s: State) -> None:
     elif kind == 1:
         person(c, g, s)
         c.word(g.iv_past)
+        place(c, g, s)
     elif kind == 2:
         thing(c, g, s, new=False)
         c.emit("was")
@@ -223,12 +224,14 @@ def simple(c, g: Grammar, s: State) -> None:
         person(c, g, s)
         c.emit("was")
         c.word(g.feelings)
+        c.emit("about")
+        thing(c, g, s)
 
 
-def clause(c, g: Grammar, s: State, first: bool) -> None:
+def clause(c, g: Grammar, s: State) -> None:
     """A main clause with its optional place, adverb and "because" tail."""
     t = g.tables[s.topic]
-    kind = c.choose(tuple(0.0 if first and k in NO_TOPIC_WORD else w for k, w in enumerate(g.clause_weights)))
+    kind = c.choose(g.clause_weights)
     if kind == COP:
         thing(c, g, s)
         c.emit("was")
@@ -260,16 +263,19 @@ def clause(c, g: Grammar, s: State, first: bool) -> None:
         thing(c, g, s)
     elif kind == IV:
         c.word(g.iv_past)
+        place(c, g, s)
     elif kind == FEEL:
         c.emit("was")
         if _maybe(c, g.p_very):
             c.emit("very")
         c.word(g.feelings)
+        c.emit("about")
+        thing(c, g, s)
     else:
         c.word(g.social_past)
         c.emit("the")
         c.word(t["topic"].roles)
-    if kind != FEEL and _maybe(c, g.p_place):
+    if kind in (TV, SOCIAL) and _maybe(c, g.p_place):
         place(c, g, s)
     if kind in (TV, IV) and _maybe(c, g.p_adverb):
         c.word(g.adverbs)
@@ -290,7 +296,8 @@ def question(c, g: Grammar, s: State) -> None:
     elif kind == 1:
         c.emit("where", "did")
         person(c, g, s)
-        c.word(g.iv_base)
+        c.word(t["tv_base"])
+        thing(c, g, s)
     elif kind == 2:
         c.emit("why", "was")
         thing(c, g, s, new=False)
@@ -310,10 +317,8 @@ def question(c, g: Grammar, s: State) -> None:
 
 def sentence(c, g: Grammar, s: State) -> None:
     """One sentence from state ``s`` (updated in place: new people and objects, the last person)."""
-    first = s.n_sentences == 0
     w = g.form_weights
-    form = c.choose((w[0], 0.0 if first else w[1], w[2] if len(s.objects) < g.max_objects else 0.0,
-                     0.0 if first else w[3]))
+    form = c.choose((w[0], w[1], w[2] if len(s.objects) < g.max_objects else 0.0, w[3]))
     if form == QUESTION:
         question(c, g, s)
     elif form == THERE:
@@ -328,6 +333,6 @@ def sentence(c, g: Grammar, s: State) -> None:
             c.emit(",")
         elif _maybe(c, g.p_opener):
             c.emit(*g.openers_split[c.choose((1.0,) * len(g.openers))], ",")
-        clause(c, g, s, first)
+        clause(c, g, s)
         c.emit(".")
     s.n_sentences += 1
