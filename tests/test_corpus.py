@@ -48,6 +48,8 @@ def test_document_shape(docs):
             assert s[0].isupper() and s[-1] in ".?" and "  " not in s and "\n" not in s, s
         assert document_text(d) == " ".join(d.sentences)
         assert d.log_prob < 0.0
+        at_max = len(d.sentences) == g.max_sentences
+        assert d.end_log_prob == (0.0 if at_max else math.log(g.p_stop))
     assert corpus_text(docs[:3]) == "\n\n".join(document_text(d) for d in docs[:3])
     assert corpus_log_prob(docs[:3]) == sum(d.log_prob for d in docs[:3])
     assert generate_documents(0) == [] and corpus_text([]) == "" and corpus_log_prob([]) == 0.0

@@ -40,8 +40,13 @@ checks it: it re-parses a text alone, trying every option of every choice
 (pruned as soon as a written word disagrees with the text), and returns the
 log-probability of each derivation it finds. The tests show it finds exactly
 one, equal to the generator's number, and, on a tiny grammar, enumerate every
-sentence from every reachable state with exact fractions: they sum to 1 and
-no two are the same text.
+sentence from a start state and from a later state: the probabilities sum to
+1 and no two derivations write the same text.
+
+**Measured** (seed 0, 3,000 documents, 5.6 sentences and 43 words each): 1,278
+distinct words, 4 to 23 words a sentence; true entropy 3.27 bits per word
+(2.74 per word-or-punctuation token, 0.57 per character) against 9.0 bits per
+word for the best unigram model. 5,000 documents take 2-4 seconds.
 """
 
 from __future__ import annotations
@@ -64,12 +69,16 @@ class Document:
     """One generated document.
 
     ``log_prob`` is the exact natural-log probability of ``document_text(doc)``
-    including its end (the choice to stop after the last sentence).
+    including its end (the choice to stop after the last sentence), of which
+    ``end_log_prob`` is that last choice: the price of the end-of-document token
+    ("\\n\\n" or an EOS). Score a document without its end token and compare
+    with ``log_prob - end_log_prob``.
     """
 
     sentences: list[str]
     topic: str
     log_prob: float
+    end_log_prob: float = 0.0
 
 
 _DEFAULT: list[Grammar] = []
@@ -166,10 +175,11 @@ def generate_documents(n_documents: int, seed: int = 0, grammar: Grammar | None 
             total += c.log_prob
             stop = _stop_weights(g, len(sentences))
             go = c.choose(stop) == 0
-            total += _log_choice(stop, 0 if go else 1)
+            step = _log_choice(stop, 0 if go else 1)
+            total += step
             if not go:
                 break
-        docs.append(Document(sentences, g.topics[t].name, total))
+        docs.append(Document(sentences, g.topics[t].name, total, step))
     return docs
 
 
@@ -190,7 +200,9 @@ def corpus_log_prob(docs) -> float:
     the text writes as the ``"\\n\\n"`` after it (or the end of the text), so
     the separators are counted and cost nothing extra. Divide the negative by
     the number of tokens of ``corpus_text(docs)`` under any tokenizer to get
-    the true cross-entropy per token.
+    the true cross-entropy per token. (A model reading the text never predicts
+    the end of the last document, which this total includes: about 1.6 nats
+    over the whole corpus, nothing next to thousands of documents.)
     """
     return float(sum(d.log_prob for d in docs))
 

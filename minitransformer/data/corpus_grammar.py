@@ -36,11 +36,12 @@ sentence from another document almost always shows another topic.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import NamedTuple
 
-# Clause kinds and question kinds, in the order of the weights below.
-TV, IV, DV, SAY, COP, FEEL, SOCIAL, AND = range(8)
+# Sentence forms and clause kinds, in the order of Grammar.form_weights and Grammar.clause_weights.
 STATEMENT, QUESTION, THERE, WHEN = range(4)
+TV, IV, DV, SAY, COP, FEEL, SOCIAL, AND = range(8)
 
 
 @dataclass
@@ -55,13 +56,25 @@ class Topic:
     roles: tuple
 
 
+class Lexicon(NamedTuple):
+    """The words one topic's sentences draw from: its own lists plus the shared ones."""
+
+    places: tuple
+    nouns: tuple
+    roles: tuple
+    adjectives: tuple  # shared adjectives, then the topic's
+    tv_past: tuple  # transitive verbs, the topic's then the shared ones: "chopped", "found"
+    tv_base: tuple  # the same verbs, base form: "chop", "find"
+
+
 @dataclass
 class Grammar:
     """Word lists and probabilities of the corpus grammar.
 
     Shared verbs are (base, past) pairs; ``openers`` are phrases. ``__post_init__``
     checks that no word is in two lists (the grammar's unambiguity rests on it)
-    and builds the per-topic tables.
+    and builds one ``Lexicon`` per topic. To change a grammar, build a new one
+    (``dataclasses.replace(g, p_stop=0.1)``).
     """
 
     topics: list
@@ -94,7 +107,6 @@ class Grammar:
     p_because: float = 0.15
     p_very: float = 0.2
     p_adjective: float = 0.4
-    tables: list = field(default_factory=list, repr=False)
 
     @classmethod
     def from_words(cls, w, **options) -> Grammar:
@@ -123,14 +135,24 @@ class Grammar:
                     raise ValueError(f"word {word!r} is in two word lists; the grammar would be ambiguous")
                 if not word.isalpha():
                     raise ValueError(f"word {word!r} must be letters only")
-        if self.max_people < 2 or self.max_objects < 1 or not 1 <= self.min_sentences <= self.max_sentences:
-            raise ValueError("need max_people >= 2, max_objects >= 1, 1 <= min_sentences <= max_sentences")
         self.names = self.names_female + self.names_male
+        fewest_nouns = min((len(t.nouns) for t in self.topics), default=0)
+        if not (2 <= self.max_people <= len(self.names) and 1 <= self.max_objects <= fewest_nouns
+                and 1 <= self.min_sentences <= self.max_sentences and 0.0 < self.p_stop <= 1.0):
+            raise ValueError("need 2 <= max_people <= number of names, 1 <= max_objects <= nouns of every topic, "
+                             "1 <= min_sentences <= max_sentences and 0 < p_stop <= 1")
+        needed = dict(transitive=self.transitive, intransitive=self.intransitive, ditransitive=self.ditransitive,
+                      social=self.social, saying=self.saying, feelings=self.feelings, adverbs=self.adverbs,
+                      openers=self.openers, prepositions=self.prepositions, topics=self.topics)
+        needed.update({f"{t.name}.{k}": getattr(t, k) for t in self.topics for k in ("places", "roles")})
+        needed.update({f"{t.name}.adjectives": self.adjectives + t.adjectives for t in self.topics})
+        for name, lst in needed.items():
+            if not lst:
+                raise ValueError(f"the grammar needs at least one word in {name}")
         self.pronoun = {**{n: "she" for n in self.names_female}, **{n: "he" for n in self.names_male}}
-        self.tables = [dict(tv=t.verbs + self.transitive, adjectives=self.adjectives + t.adjectives, topic=t)
-                       for t in self.topics]
-        self.tables = [dict(d, tv_past=tuple(v[1] for v in d["tv"]), tv_base=tuple(v[0] for v in d["tv"]))
-                       for d in self.tables]
+        self.lexicons = [Lexicon(t.places, t.nouns, t.roles, self.adjectives + t.adjectives,
+                                 tuple(v[1] for v in t.verbs + self.transitive),
+                                 tuple(v[0] for v in t.verbs + self.transitive)) for t in self.topics]
         self.iv_past = tuple(v[1] for v in self.intransitive)
         self.social_past, self.social_base = (tuple(v[i] for v in self.social) for i in (1, 0))
         self.dv_past = tuple(v[1] for v in self.ditransitive)
@@ -160,37 +182,46 @@ def render(tokens) -> str:
 
 
 def _maybe(c, p: float) -> bool:
+    """An optional part: taken with probability ``p``. Skipping it is a choice too, and costs log(1 - p)."""
     return c.choose((1.0 - p, p)) == 1
 
 
 def person(c, g: Grammar, s: State, other_than=None) -> str:
-    """A subject (``other_than`` None: a pronoun is allowed) or a second person different from ``other_than``."""
+    """A person: "she"/"he" (the last person named), a name the document used, or a new name.
+
+    ``other_than`` None: a subject (a pronoun is allowed). Otherwise the second
+    person of "gave the lamp to ...", never the subject itself. A new name is
+    uniform over the names not used yet, so "Anna" is "reused" exactly when
+    Anna appeared before: the text decides which option was taken.
+    """
     others = [p for p in s.people if p != other_than]
     w = g.person_weights
-    how = c.choose((w[0] if other_than is None and s.last is not None else 0.0, w[1] if others else 0.0,
-                    w[2] if len(s.people) < g.max_people else 0.0))
+    how = c.choose((w[0] if other_than is None and s.last is not None else 0.0,  # pronoun
+                    w[1] if others else 0.0,  # a person already named
+                    w[2] if len(s.people) < g.max_people else 0.0))  # a new person
     if how == 0:
         name = s.last
-        c.emit(g.pronoun[name])
+        c.emit(g.pronoun[name])  # she
     elif how == 1:
-        name = c.word(others)
+        name = c.word(others)  # Anna (again)
     else:
-        name = c.word([n for n in g.names if n not in s.people])
+        name = c.word([n for n in g.names if n not in s.people])  # Anna (first time)
         s.people.append(name)
     s.last = name
     return name
 
 
 def thing(c, g: Grammar, s: State, reuse: bool = True, new: bool = True) -> None:
-    """An object: "the" + a noun the document already used, or "a"/"an" [adjective] + a new noun."""
-    t = g.tables[s.topic]
+    """An object: "the lamp" (a noun the document used) or "a lamp" / "an old lamp" (a new noun of the topic)."""
+    lex = g.lexicons[s.topic]
     w = g.object_weights
     if c.choose((w[0] if reuse and s.objects else 0.0, w[1] if new and len(s.objects) < g.max_objects else 0.0)) == 0:
         c.emit("the")
         c.word(s.objects)
         return
-    adjective = c.peek_word(t["adjectives"], 1) if _maybe(c, g.p_adjective) else None
-    noun = c.peek_word([n for n in t["topic"].nouns if n not in s.objects], 2 if adjective else 1)
+    # Choose the words first (the article depends on the next word), write them after it.
+    adjective = c.peek_word(lex.adjectives, 1) if _maybe(c, g.p_adjective) else None
+    noun = c.peek_word([n for n in lex.nouns if n not in s.objects], 2 if adjective else 1)
     c.emit("an" if (adjective or noun)[0] in "aeiou" else "a")
     if adjective:
         c.emit(adjective)
@@ -199,28 +230,30 @@ def thing(c, g: Grammar, s: State, reuse: bool = True, new: bool = True) -> None
 
 
 def place(c, g: Grammar, s: State) -> None:
+    """A place of the topic: "in the kitchen", "near the pantry", ..."""
     c.word(g.prepositions)
     c.emit("the")
-    c.word(g.tables[s.topic]["topic"].places)
+    c.word(g.lexicons[s.topic].places)
 
 
 def simple(c, g: Grammar, s: State) -> None:
     """A clause without modifiers, inside "that ...", "when ..." and "because ..."."""
+    lex = g.lexicons[s.topic]
     w = g.simple_weights
     kind = c.choose((w[0], w[1], w[2] if s.objects else 0.0, w[3]))
-    if kind == 0:
+    if kind == 0:  # Anna chopped an onion
         person(c, g, s)
-        c.word(g.tables[s.topic]["tv_past"])
+        c.word(lex.tv_past)
         thing(c, g, s)
-    elif kind == 1:
+    elif kind == 1:  # Anna waited in the kitchen
         person(c, g, s)
         c.word(g.iv_past)
         place(c, g, s)
-    elif kind == 2:
+    elif kind == 2:  # the onion was salty
         thing(c, g, s, new=False)
         c.emit("was")
-        c.word(g.tables[s.topic]["adjectives"])
-    else:
+        c.word(lex.adjectives)
+    else:  # Anna was happy about the soup
         person(c, g, s)
         c.emit("was")
         c.word(g.feelings)
@@ -230,88 +263,89 @@ def simple(c, g: Grammar, s: State) -> None:
 
 def clause(c, g: Grammar, s: State) -> None:
     """A main clause with its optional place, adverb and "because" tail."""
-    t = g.tables[s.topic]
+    lex = g.lexicons[s.topic]
     kind = c.choose(g.clause_weights)
-    if kind == COP:
+    if kind == COP:  # the soup was (very) salty
         thing(c, g, s)
         c.emit("was")
         if _maybe(c, g.p_very):
             c.emit("very")
-        c.word(t["adjectives"])
+        c.word(lex.adjectives)
         return
     subject = person(c, g, s)
-    if kind == SAY:
+    if kind == SAY:  # Anna said that ...
         c.word(g.saying)
         c.emit("that")
         simple(c, g, s)
         return
-    if kind == DV:
+    if kind == DV:  # Anna gave the soup to Ben
         c.word(g.dv_past)
         thing(c, g, s)
         c.emit("to")
         person(c, g, s, other_than=subject)
         return
-    if kind == AND:
-        c.word(t["tv_past"])
+    if kind == AND:  # Anna chopped an onion and fried the onion
+        c.word(lex.tv_past)
         thing(c, g, s)
         c.emit("and")
-        c.word(t["tv_past"])
+        c.word(lex.tv_past)
         thing(c, g, s)
         return
-    if kind == TV:
-        c.word(t["tv_past"])
+    if kind == TV:  # Anna chopped an onion
+        c.word(lex.tv_past)
         thing(c, g, s)
-    elif kind == IV:
+    elif kind == IV:  # Anna waited in the kitchen
         c.word(g.iv_past)
         place(c, g, s)
-    elif kind == FEEL:
+    elif kind == FEEL:  # Anna was (very) happy about the soup
         c.emit("was")
         if _maybe(c, g.p_very):
             c.emit("very")
         c.word(g.feelings)
         c.emit("about")
         thing(c, g, s)
-    else:
+    else:  # SOCIAL: Anna thanked the cook
         c.word(g.social_past)
         c.emit("the")
-        c.word(t["topic"].roles)
-    if kind in (TV, SOCIAL) and _maybe(c, g.p_place):
+        c.word(lex.roles)
+    if kind in (TV, SOCIAL) and _maybe(c, g.p_place):  # ... in the kitchen
         place(c, g, s)
-    if kind in (TV, IV) and _maybe(c, g.p_adverb):
+    if kind in (TV, IV) and _maybe(c, g.p_adverb):  # ... quickly
         c.word(g.adverbs)
-    if _maybe(c, g.p_because):
+    if _maybe(c, g.p_because):  # ... because Ben was hungry about the soup
         c.emit("because")
         simple(c, g, s)
 
 
 def question(c, g: Grammar, s: State) -> None:
-    t = g.tables[s.topic]
+    """A question (the "?" included)."""
+    lex = g.lexicons[s.topic]
     w = g.question_weights
     kind = c.choose((w[0], w[1], w[2] if s.objects else 0.0, w[3], w[4]))
-    if kind == 0:
+    if kind == 0:  # did Anna chop the onion
         c.emit("did")
         person(c, g, s)
-        c.word(t["tv_base"])
+        c.word(lex.tv_base)
         thing(c, g, s)
-    elif kind == 1:
+    elif kind == 1:  # where did Anna chop the onion
         c.emit("where", "did")
         person(c, g, s)
-        c.word(t["tv_base"])
+        c.word(lex.tv_base)
         thing(c, g, s)
-    elif kind == 2:
+    elif kind == 2:  # why was the onion salty
         c.emit("why", "was")
         thing(c, g, s, new=False)
-        c.word(t["adjectives"])
-    elif kind == 3:
+        c.word(lex.adjectives)
+    elif kind == 3:  # who chopped the onion
         c.emit("who")
-        c.word(t["tv_past"])
+        c.word(lex.tv_past)
         thing(c, g, s)
-    else:
+    else:  # did Anna thank the cook
         c.emit("did")
         person(c, g, s)
         c.word(g.social_base)
         c.emit("the")
-        c.word(t["topic"].roles)
+        c.word(lex.roles)
     c.emit("?")
 
 
@@ -321,17 +355,17 @@ def sentence(c, g: Grammar, s: State) -> None:
     form = c.choose((w[0], w[1], w[2] if len(s.objects) < g.max_objects else 0.0, w[3]))
     if form == QUESTION:
         question(c, g, s)
-    elif form == THERE:
+    elif form == THERE:  # there was a pan in the kitchen.
         c.emit("there", "was")
         thing(c, g, s, reuse=False)
         place(c, g, s)
         c.emit(".")
     else:
-        if form == WHEN:
+        if form == WHEN:  # when Anna waited in the kitchen, ...
             c.emit("when")
             simple(c, g, s)
             c.emit(",")
-        elif _maybe(c, g.p_opener):
+        elif _maybe(c, g.p_opener):  # in the morning, ...
             c.emit(*g.openers_split[c.choose((1.0,) * len(g.openers))], ",")
         clause(c, g, s)
         c.emit(".")
