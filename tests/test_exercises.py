@@ -8,6 +8,7 @@ terms); one slower test runs it on the whole set. Each check starts a subprocess
 from __future__ import annotations
 
 import ast
+import os
 import shutil
 import subprocess
 import sys
@@ -112,15 +113,20 @@ def test_markers_are_comments_only_the_reference_code_is_unchanged():
         assert ast.dump(ast.parse(stripped)) == ast.dump(ast.parse(text)), rel
 
 
-def test_reference_package_still_passes_its_gradient_checks(rng):
-    from minitransformer.gradcheck import check_op
-    from minitransformer.nn.layernorm import layernorm_backward, layernorm_forward
-    from minitransformer.nn.linear import linear_backward, linear_forward
+def test_reference_package_still_passes_every_exercise_gradient_check_and_probe():
+    from minitransformer.exercises.grading import reference_data
+    from minitransformer.report import find_cases
 
-    r1 = check_op(linear_forward, linear_backward, (randn(rng, 2, 3, 4), randn(rng, 4, 5), randn(rng, 5)))
-    r2 = check_op(layernorm_forward, layernorm_backward,
-                  (randn(rng, 2, 3, 5), 1.0 + 0.5 * randn(rng, 5), randn(rng, 5)))
-    assert r1.passed and r2.passed, (str(r1), str(r2))
+    for case in find_cases([g for e in EXERCISES for g in e.gradchecks]):
+        result = case.build()
+        assert result.passed, str(result)
+    data = reference_data(PROBES)  # every probe runs on the reference, and no known mistake equals the truth
+    for probe in PROBES:
+        for name, items in data[probe.key]["mistakes"].items():
+            true = backend.to_numpy(data[probe.key]["outputs"][name])
+            for message, wrong in items:
+                assert explain(name, backend.to_numpy(wrong), true).startswith(name), message
+                assert not (wrong.shape == true.shape and abs(backend.to_numpy(wrong) - true).max() < 1e-9), message
 
 
 def test_student_source_raises_with_the_hint_at_the_right_indentation():
@@ -254,8 +260,17 @@ def test_filled_in_copy_gets_full_marks_from_the_cli(copy, capsys):
     assert main(["exercises", "check", str(copy)]) == 0
     out = capsys.readouterr().out
     assert "score: 4/4 correct" in out
-    assert main(["exercises", "check", str(copy), "--reference", "stored", "--only", "linear"]) == 0
-    assert "score: 1/1 correct" in capsys.readouterr().out
+    # the student's own flow: their copy is the package that runs (no solutions: stored answers)
+    student = subprocess.run([sys.executable, "-m", "minitransformer", "exercises", "check", ".", "--only", "linear"],
+                             cwd=copy, env={**os.environ, "PYTHONPATH": str(copy)}, capture_output=True, text=True,
+                             timeout=300)
+    assert student.returncode == 0, student.stdout + student.stderr
+    assert "score: 1/1 correct" in student.stdout and "stored at make time" in student.stdout
+    assert f"imported:     {(copy / 'minitransformer' / '__init__.py').resolve()}" in student.stdout
+    again = subprocess.run([sys.executable, "-m", "minitransformer", "exercises", "make", str(copy / "x")],
+                           cwd=copy, env={**os.environ, "PYTHONPATH": str(copy)}, capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 1 and "it is a student copy" in again.stderr
 
 
 def test_wrong_backward_scaled_missing_term_and_sqrt_dk_are_named(copy):

@@ -124,7 +124,7 @@ def _reference(out: Path, probes, mode: str) -> tuple[dict, str]:
             return grading.reference_data(probes), f"computed by the reference package at {here}"
         if mode == "computed":
             raise ExerciseError(f"the running minitransformer ({here}) has no solutions, so it cannot compute the "
-                                "reference answers; use the stored ones (reference='stored')")
+                                "reference answers; use the ones stored in the copy (--reference stored)")
     path = out / ".exercises" / "reference.npz"
     try:
         data, _ = load_reference(path)
