@@ -57,6 +57,15 @@ def reference_data(probes: list[Probe]) -> dict:
     if not is_reference_package():
         raise RuntimeError("the running minitransformer has no solution regions: it is a student copy, "
                            "not the reference")
+    state = backend.rng_state() if backend.backend_name() == "numpy" else None  # probes reseed: restore after
+    try:
+        return _reference_data(probes)
+    finally:
+        if state is not None:
+            backend.set_rng_state(state)
+
+
+def _reference_data(probes):
     data = {}
     for probe in probes:
         outputs = probe.outputs()
@@ -65,8 +74,9 @@ def reference_data(probes: list[Probe]) -> dict:
         kept = {}
         for name, items in mistakes.items():  # a "mistake" that gives the right answer here is none
             true = backend.to_numpy(outputs[name])
-            kept[name] = [(msg, a) for msg, a in items if not matches(backend.to_numpy(a), true)]
-        data[probe.key] = {"outputs": outputs, "mistakes": {k: v for k, v in kept.items() if v}}
+            kept[name] = [(msg, backend.to_numpy(a)) for msg, a in items if not matches(backend.to_numpy(a), true)]
+        host = {name: backend.to_numpy(a) for name, a in outputs.items()}  # graded on the host
+        data[probe.key] = {"outputs": host, "mistakes": {k: v for k, v in kept.items() if v}}
     return data
 
 
@@ -105,12 +115,12 @@ def _gelu(probe, inp, ref):
     G = 0.5 * (1.0 + t)  # (...)
     phi = xp.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)  # (...)
     if inp["approximate"] == "none":
-        dG = phi
+        dG = phi  # (...)
         own = [("phi(x) = exp(-x^2 / 2) / sqrt(2 pi): the 1 / sqrt(2 pi) is missing",
                 dy * (G + x * phi * math.sqrt(2.0 * math.pi)))]
     else:
         du = math.sqrt(2.0 / math.pi) * (1.0 + 3.0 * 0.044715 * x * x)  # (...)
-        dG = 0.5 * (1.0 - t * t) * du
+        dG = 0.5 * (1.0 - t * t) * du  # (...)
         own = [
             ("the tanh form needs its own derivative: dG/dx = 0.5 (1 - t^2) du/dx, not the erf form's phi(x)",
              dy * (G + x * phi)),
@@ -214,8 +224,8 @@ def _attention_variants(inp):
     Q, K, V, dY = inp["Q"], inp["K"], inp["V"], inp["dY"]
     kw = {"mask": inp["mask"], "dropout_mask": inp["dropout_mask"], "dropout_p": inp["dropout_p"]}
     d_k = Q.shape[-1]
-    Y_unscaled, _ = m.scaled_dot_product_attention_forward(Q * math.sqrt(d_k), K, V, **kw)
-    Y_over_dk, _ = m.scaled_dot_product_attention_forward(Q / math.sqrt(d_k), K, V, **kw)
+    Y_unscaled, _ = m.scaled_dot_product_attention_forward(Q * math.sqrt(d_k), K, V, **kw)  # (..., Tq, d_v)
+    Y_over_dk, _ = m.scaled_dot_product_attention_forward(Q / math.sqrt(d_k), K, V, **kw)  # (..., Tq, d_v)
     _, cache = m.scaled_dot_product_attention_forward(Q, K, V, **kw)
     P, mask, dscale, scale = cache.P, cache.dropout_mask, cache.dropout_scale, cache.scale
     dP_drop = dY @ V.swapaxes(-1, -2)  # (..., Tq, Tk)
@@ -224,10 +234,11 @@ def _attention_variants(inp):
     def grads(dS):
         return (dS @ K) * scale, (dS.swapaxes(-1, -2) @ Q) * scale
 
-    no_sum = grads(P * dP)
-    no_dropout = grads(smx.softmax_backward(dP_drop, smx.SoftmaxCache(P)))
+    no_sum = grads(P * dP)  # dQ (..., Tq, d_k), dK (..., Tk, d_k)
+    no_dropout = grads(smx.softmax_backward(dP_drop, smx.SoftmaxCache(P)))  # dQ, dK
     dS = smx.softmax_backward(dP, smx.SoftmaxCache(P))  # (..., Tq, Tk)
-    untransposed = ((dS.swapaxes(-1, -2) @ K) * scale, (dS @ Q) * scale) if P.shape[-1] == P.shape[-2] else None
+    square = P.shape[-1] == P.shape[-2]  # Tq == Tk: the wrong transposes have the right shapes
+    untransposed = ((dS.swapaxes(-1, -2) @ K) * scale, (dS @ Q) * scale) if square else None  # dQ, dK
     return Y_unscaled, Y_over_dk, P.swapaxes(-1, -2) @ dY, no_sum, no_dropout, mask is not None, untransposed
 
 
