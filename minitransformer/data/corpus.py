@@ -242,9 +242,12 @@ class _Reader:
             return self.prefix[self.k - 1]
         raise _BranchError(options)
 
-    def _matches(self, word: str, j: int) -> bool:
-        return j < len(self.tokens) and (self.tokens[j] == word or (j == 0 and self.tokens[j] == word[:1].upper()
-                                                                     + word[1:]))
+    def _spellings(self, j: int) -> tuple[str, str]:
+        """The words that can stand at token ``j``: itself, or uncapitalised at the sentence start."""
+        if j >= len(self.tokens):
+            raise _DeadEndError
+        t = self.tokens[j]
+        return (t, t[:1].lower() + t[1:]) if j == 0 else (t, t)
 
     def choose(self, weights) -> int:
         i = self._take([j for j, w in enumerate(weights) if w > 0.0])
@@ -252,7 +255,8 @@ class _Reader:
         return i
 
     def peek_word(self, words, ahead: int) -> str:
-        i = self._take([j for j, w in enumerate(words) if self._matches(w, self.pos + ahead)])
+        a, b = self._spellings(self.pos + ahead)
+        i = self._take([j for j, w in enumerate(words) if w == a or w == b])
         self.log_prob -= math.log(len(words))
         return words[i]
 
@@ -263,7 +267,7 @@ class _Reader:
 
     def emit(self, *tokens: str) -> None:
         for t in tokens:
-            if not self._matches(t, self.pos):
+            if t not in self._spellings(self.pos):
                 raise _DeadEndError
             self.pos += 1
 
