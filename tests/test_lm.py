@@ -201,3 +201,142 @@ def test_score_bad_input():
         token_log_probs(model, list(range(1, 20)), 0, stride=0)
     with pytest.raises(TypeError, match="tokenizer must have encode"):
         score(model, object(), "the")
+
+
+# -- lm_train: data, batches, schedule, training, save/load -----------------------------------------------
+
+
+from minitransformer import lm_train  # noqa: E402
+from minitransformer.tokenizers.char import CharTokenizer  # noqa: E402
+
+_DOCS = ["the cat sat on the mat. the cat was happy.", "a dog sat on the rug. the dog slept.",
+         "the cat saw the dog. the dog ran.", "a bird sat on the tree. the bird sang."]
+
+
+def test_prepare_data_streams_and_document_starts():
+    tok = CharTokenizer.train(["\n\n".join(_DOCS)])
+    data = lm_train.prepare_data(tok, _DOCS[:3], _DOCS[3:], true_entropy_nats=50.0)
+    assert data.train_ids[0] == tok.eos_id and tok.decode(data.train_ids[1:]) == "\n\n".join(_DOCS[:3])
+    assert data.val_ids == tok.encode(_DOCS[3])
+    assert [tok.decode(data.train_ids[d:d + 5]) for d in data.doc_starts] == [d[:5] for d in _DOCS[:3]]
+    assert data.true_entropy == pytest.approx(50.0 / len(_DOCS[3]))
+    with pytest.raises(ValueError, match="at least one training and one validation document"):
+        lm_train.prepare_data(tok, _DOCS, [])
+
+
+def test_lm_batches_are_shifted_windows_some_starting_a_document():
+    tok = CharTokenizer.train(["\n\n".join(_DOCS)])
+    data = lm_train.prepare_data(tok, _DOCS[:3], _DOCS[3:])
+    stream = data.train_ids
+    batches = lm_train.lm_batches(data, batch_size=64, block_size=12, seed=3, doc_start_fraction=0.5)
+    x, y = next(batches)
+    x, y = backend.to_numpy(x), backend.to_numpy(y)
+    assert x.shape == y.shape == (64, 12) and x.dtype == np.int64
+    np.testing.assert_array_equal(x[:, 1:], y[:, :-1])  # targets = inputs shifted left by one
+    n_doc = 0
+    for row_x, row_y in zip(x.tolist(), y.tolist(), strict=True):
+        window = row_x + row_y[-1:]
+        if window[0] == tok.eos_id:  # <eos> + a document's first tokens
+            assert any(window[1:] == stream[d:d + 12] for d in data.doc_starts)
+            n_doc += 1
+        else:  # a window of the stream
+            assert any(window == stream[s:s + 13] for s in range(len(stream) - 12))
+    assert 15 <= n_doc <= 50
+    x2, _ = next(lm_train.lm_batches(data, batch_size=64, block_size=12, seed=3, doc_start_fraction=0.5))
+    np.testing.assert_array_equal(backend.to_numpy(x2), x)  # seeded
+    with pytest.raises(ValueError, match="a window of block_size=500 needs 501"):
+        next(lm_train.lm_batches(data, batch_size=2, block_size=500))
+
+
+def test_warmup_cosine_timed_follows_steps_or_clock():
+    base = lm_train.warmup_cosine(1e-3, 10, 100, 1e-5)
+    untimed = lm_train.warmup_cosine_timed(1e-3, 10, 100, 1e-5)
+    assert [untimed(s) for s in range(1, 101)] == [base(s) for s in range(1, 101)]
+    now = [0.0]
+    timed = lm_train.warmup_cosine_timed(1e-3, 10, 10_000, 1e-5, time_limit=100.0, clock=lambda: now[0])
+    assert timed(1) == pytest.approx(1e-4)  # warmup by steps
+    assert timed(10) == pytest.approx(1e-3)
+    now[0] = 5.0
+    assert timed(11) == pytest.approx(1e-3, rel=1e-3)  # the cosine starts at t_w = 5 s
+    now[0] = 5.0 + 95.0 / 2
+    assert timed(12) == pytest.approx(1e-5 + 0.5 * (1e-3 - 1e-5))  # half of the remaining time: half-way down
+    now[0] = 200.0
+    assert timed(13) == pytest.approx(1e-5)  # past the limit: min_lr
+
+
+@pytest.fixture(scope="module")
+def toy_run():
+    """A small GPT trained on toy sentences (char tokenizer): seconds (a minute on a busy CPU)."""
+    texts = [" ".join(["the cat sat on the mat.", "the dog lay on the rug.", "a cat saw a dog.",
+                       "the bird sang in the tree."][(i + k) % 4] for k in range(3)) for i in range(40)]
+    return lm_train.train_gpt(texts, tokenizer="char", size="small", steps=80, batch_size=8, block_size=32,
+                              peak_lr=1e-2, warmup=10, seed=0, progress=False, eval_every=40, eval_tokens=200)
+
+
+def test_trained_model_prefers_the_sentence_to_its_scramble(toy_run):
+    run = toy_run
+    good = score(run.model, run.tokenizer, "the cat sat on the mat.")
+    bad = score(run.model, run.tokenizer, "mat the on sat cat the.")
+    assert good.total_log_prob > bad.total_log_prob + 10.0
+    assert good.perplexity < 2.0 < bad.perplexity
+
+
+def test_train_gpt_metrics_and_history(toy_run):
+    m = toy_run.metrics
+    assert m["steps"] == 80 and m["stopped_by"] == "steps" and "true_entropy" not in m
+    assert m["val_perplexity"] == pytest.approx(math.exp(m["val_loss"]))
+    data_val = toy_run.history.evals
+    assert [e["step"] for e in data_val] == [40, 80] and data_val[-1]["val_loss"] == m["val_loss"]
+    assert toy_run.history.loss[-1] < toy_run.history.loss[0] / 3
+    assert m["val_loss"] < 0.7  # the toy sentences are nearly deterministic
+    assert not toy_run.model.training
+
+
+def test_evaluate_lm_is_the_mean_score_of_the_held_out_text(toy_run):
+    run = toy_run
+    text = "the cat sat on the mat. the dog sat on the rug."
+    data = lm_train.prepare_data(run.tokenizer, ["the cat sat."], [text])
+    ev = lm_train.evaluate_lm(run.model, data)
+    s = score(run.model, run.tokenizer, text)
+    assert ev["val_loss"] == pytest.approx(-s.total_log_prob / s.n_tokens, rel=1e-12)
+    assert ev["val_tokens"] == s.n_tokens
+
+
+def test_save_and_load_a_run(toy_run, tmp_path):
+    lm_train.save_gpt_run(toy_run, tmp_path / "run")
+    loaded = lm_train.load_gpt_run(tmp_path / "run")
+    assert loaded.tokenizer_kind == "char" and loaded.tokenizer.chars == toy_run.tokenizer.chars
+    assert loaded.model.config == toy_run.model.config and not loaded.model.training
+    a = score(toy_run.model, toy_run.tokenizer, "the dog sat.")
+    b = score(loaded.model, loaded.tokenizer, "the dog sat.")
+    assert a.log_probs == b.log_probs
+    assert loaded.history.loss == toy_run.history.loss and loaded.metrics["val_loss"] == toy_run.metrics["val_loss"]
+    again = lm_train.load_gpt_run(tmp_path / "run" / "checkpoint.npz")  # the .npz itself works too
+    assert again.settings == toy_run.settings
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        lm_train.load_gpt_run(tmp_path / "missing")
+
+
+def test_train_gpt_builtin_corpus_with_bpe_and_time_limit():
+    run = lm_train.train_gpt(n_documents=60, val_documents=4, tokenizer="bpe", vocab_size=300, size="tiny",
+                             steps=10_000, batch_size=4, block_size=32, time_limit=0.5, progress=False, seed=1)
+    m = run.metrics
+    assert m["stopped_by"] == "time_limit" and 1 <= m["steps"] < 10_000
+    assert m["ratio_to_entropy"] == pytest.approx(m["val_loss"] / m["true_entropy"])
+    assert m["true_entropy"] > 0 and run.tokenizer.vocab_size <= 300 and run.tokenizer_kind == "bpe"
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(size="huge"), "unknown size 'huge'"),
+    (dict(tokenizer="word"), "unknown tokenizer 'word'"),
+    (dict(steps=0), "steps must be an integer >= 1"),
+    (dict(block_size=1), "block_size must be an integer >= 2"),
+    (dict(texts=["only one"]), "need at least 2 non-empty documents"),
+    (dict(texts=["a b", "c d"], block_size=64), "the training text has 4 tokens"),
+    (dict(corpus="wiki"), "unknown corpus 'wiki'"),
+])
+def test_train_gpt_bad_input(kwargs, match):
+    kwargs = {"size": "tiny", "steps": 2, "tokenizer": "char", "n_documents": 10, "val_documents": 2,
+              "progress": False, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        lm_train.train_gpt(**kwargs)
