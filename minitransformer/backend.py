@@ -213,17 +213,59 @@ def errstate(**kwargs):
 def erf(x):
     """The error function, elementwise, on the array's own backend.
 
-    SciPy on the host (``scipy.special.erf``) and ``cupyx.scipy.special.erf``
-    on the GPU: both are accurate to float64 rounding, and keep float32 as
-    float32.
+    ``cupyx.scipy.special.erf`` on the GPU; on the host ``scipy.special.erf`` for
+    float64 (accurate to float64 rounding) and ``_erf_float32`` for float32 NumPy
+    arrays. float32 stays float32.
     """
     if type(x).__module__.startswith("cupy"):
         import cupyx.scipy.special
 
         return cupyx.scipy.special.erf(x)
+    if isinstance(x, numpy.ndarray) and x.dtype == numpy.float32:
+        return _erf_float32(x)
     import scipy.special
 
     return scipy.special.erf(x)
+
+
+# erf(z) ~= x P(x^2) / Q(x^2), x = clip(z, -4, 4): the float32 rational approximation of Eigen and XLA.
+_ERF_P = (-2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06, -5.69250639462346e-05,
+          -7.34990630326855e-04, -2.95459980854025e-03, -1.60960333262415e-02)  # x^12, x^10, ..., x^0
+_ERF_Q = (-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03, -7.37332916720468e-03,
+          -1.42647390514189e-02)  # x^8, ..., x^0
+_ERF_BLOCK = 16384  # entries per block: the scratch arrays stay in the CPU's cache
+
+
+def _erf_float32(z):
+    """erf of a float32 NumPy array: a rational approximation, evaluated in cache-sized blocks.
+
+    SciPy's erf runs a scalar routine per element, 50-100x slower than a NumPy
+    ufunc: in BERT's GELU on (B*T, d_ff) it cost about half as much as all the
+    matmuls. Measured max |error| 4.5e-7 against float64 erf over [-6, 6] (float32
+    spacing near 1 is 6e-8; 0.5 (1 + erf) rounds at that level anyway).
+
+    Math:
+        x = clip(z, -4, 4)               (|z| >= 4: erf = +-1 in float32)
+        erf(z) ~= x * P(x^2) / Q(x^2)    (P of degree 6, Q of degree 4, Horner's rule)
+    """
+    out = numpy.empty(z.shape, dtype=numpy.float32)  # (...) C-contiguous: reshape(-1) is a view
+    z_flat, out_flat = z.reshape(-1), out.reshape(-1)  # (n,)
+    x2, P, Q = (numpy.empty(min(z_flat.shape[0], _ERF_BLOCK), dtype=numpy.float32) for _ in range(3))  # (block,)
+    for start in range(0, z_flat.shape[0], _ERF_BLOCK):
+        x = out_flat[start:start + _ERF_BLOCK]  # (b,) a view of the output: x first, erf at the end
+        b = x.shape[0]
+        numpy.clip(z_flat[start:start + _ERF_BLOCK], -4.0, 4.0, out=x)
+        numpy.multiply(x, x, out=x2[:b])
+        P[:b], Q[:b] = _ERF_P[0], _ERF_Q[0]
+        for c in _ERF_P[1:]:
+            P[:b] *= x2[:b]
+            P[:b] += c
+        for c in _ERF_Q[1:]:
+            Q[:b] *= x2[:b]
+            Q[:b] += c
+        P[:b] *= x
+        numpy.divide(P[:b], Q[:b], out=x)  # (b,) erf = x P / Q
+    return out
 
 
 def finfo(dtype):

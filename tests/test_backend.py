@@ -277,6 +277,20 @@ def test_erf_keeps_float32():
     np.testing.assert_allclose(backend.to_numpy(y), ref, atol=1e-6)
 
 
+def test_erf_float32_fast_path_accuracy_blocks_and_layouts():
+    """The float32 host erf (rational approximation in blocks) vs float64 erf: dense grid, odd sizes, views."""
+    import scipy.special
+
+    z = np.linspace(-8.0, 8.0, 100_003).astype(np.float32)  # several blocks and a partial one
+    got = backend.erf(z)
+    assert got.dtype == np.float32 and got.shape == z.shape
+    assert np.abs(got.astype(np.float64) - scipy.special.erf(z.astype(np.float64))).max() < 6e-7
+    assert got[0] == -1.0 and got[-1] == 1.0 and backend.erf(np.float32([0.0]))[0] == 0.0
+    grid = z[:60_000].reshape(300, 200)[:, ::3].T  # a non-contiguous view
+    np.testing.assert_allclose(backend.erf(grid), scipy.special.erf(grid.astype(np.float64)), rtol=0, atol=6e-7)
+    assert np.isnan(backend.erf(np.float32([np.nan]))[0]) and backend.erf(np.zeros((0, 3), np.float32)).shape == (0, 3)
+
+
 def test_errstate_is_a_context_manager():
     if backend.backend_name() != "numpy":
         pytest.skip("errstate is a no-op on CuPy")

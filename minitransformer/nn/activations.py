@@ -16,19 +16,8 @@ from .checks import check_float
 from .module import Module
 
 __all__ = [
-    "GELU",
-    "GELUCache",
-    "ReLU",
-    "ReLUCache",
-    "Tanh",
-    "TanhCache",
-    "get_activation",
-    "gelu_backward",
-    "gelu_forward",
-    "relu_backward",
-    "relu_forward",
-    "tanh_backward",
-    "tanh_forward",
+    "GELU", "GELUCache", "ReLU", "ReLUCache", "Tanh", "TanhCache", "get_activation",
+    "gelu_backward", "gelu_forward", "relu_backward", "relu_forward", "tanh_backward", "tanh_forward",
 ]
 
 _APPROXIMATE = ("none", "tanh")
@@ -106,9 +95,14 @@ def gelu_forward(x, approximate: str = "none"):
     if approximate == "none":
         t = backend.erf(x * _SQRT_HALF)  # (...)
     else:
-        u = _SQRT_2_OVER_PI * (x + _KAPPA * (x * x * x))  # (...)
-        t = xp.tanh(u)  # (...)
-    y = 0.5 * x * (1.0 + t)  # (...)
+        u = x * x  # (...)  u = sqrt(2/pi) (x + 0.044715 x^3) = x (sqrt(2/pi) + sqrt(2/pi) 0.044715 x^2), in place
+        u *= _SQRT_2_OVER_PI * _KAPPA
+        u += _SQRT_2_OVER_PI
+        u *= x
+        t = xp.tanh(u, out=u)  # (...)  u is not needed any more
+    y = x * t  # (...)  y = 0.5 x (1 + t) = 0.5 (x t + x), in place: one temporary instead of three
+    y += x
+    y *= 0.5
     return y, GELUCache(x, t, approximate)
 
 
@@ -124,18 +118,28 @@ def gelu_backward(dy, cache: GELUCache):
         dy/dx = G + x dG/dx
         "none":  dG/dx = phi(x) = exp(-x^2 / 2) / sqrt(2 pi)        (d erf(z)/dz = 2/sqrt(pi) exp(-z^2))
         "tanh":  dG/dx = 0.5 (1 - t^2) du/dx,  du/dx = sqrt(2/pi) (1 + 3 * 0.044715 x^2)
-        dx = dy * (0.5 (1 + t) + x dG/dx)
+        dx = dy * (0.5 (1 + t) + x dG/dx) = 0.5 dy (1 + t + h),   h = 2 x dG/dx   (h built in place)
     """
     # BEGIN SOLUTION gelu: product rule on y = x * G(x), G = 0.5 (1 + t): dx = dy * (G + x * dG/dx)
     # HINT: "none": dG/dx = exp(-x^2 / 2) / sqrt(2 pi); "tanh": dG/dx = 0.5 (1 - t^2) du/dx, u as in the forward
     xp = backend.get_array_module(dy)
     x, t, approximate = cache
     if approximate == "none":
-        dG = _INV_SQRT_2PI * xp.exp(-0.5 * (x * x))  # (...)   inverts t = erf(x / sqrt 2)
+        h = x * x  # (...)  h = 2 dG/dx = 2 exp(-x^2 / 2) / sqrt(2 pi)      inverts t = erf(x / sqrt 2)
+        h *= -0.5
+        xp.exp(h, out=h)
+        h *= 2.0 * _INV_SQRT_2PI
     else:
-        du = _SQRT_2_OVER_PI * (1.0 + (3.0 * _KAPPA) * (x * x))  # (...)  inverts u = ...
-        dG = 0.5 * (1.0 - t * t) * du  # (...)                           inverts t = tanh(u)
-    return dy * (0.5 * (1.0 + t) + x * dG)  # (...)          inverts y = 0.5 x (1 + t)
+        h = x * x  # (...)  h = du/dx = sqrt(2/pi) (1 + 3 * 0.044715 x^2)   inverts u = ...
+        h *= _SQRT_2_OVER_PI * 3.0 * _KAPPA
+        h += _SQRT_2_OVER_PI
+        h *= 1.0 - t * t  # (...)  h = 2 dG/dx = (1 - t^2) du/dx             inverts t = tanh(u)
+    h *= x  # (...)  h = 2 x dG/dx
+    h += t
+    h += 1.0
+    h *= dy
+    h *= 0.5  # (...)  dx = 0.5 dy (1 + t + 2 x dG/dx)                     inverts y = 0.5 x (1 + t)
+    return h
     # END SOLUTION
 
 
