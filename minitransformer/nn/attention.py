@@ -88,22 +88,22 @@ def scaled_dot_product_attention_forward(Q, K, V, mask=None, dropout_mask=None, 
     scale = 1.0 / math.sqrt(Q.shape[-1])  # Python float: keeps float32 float32
     S = (Q * scale) @ K.swapaxes(-1, -2)  # (..., Tq, Tk)  scaling Q first: Tq*d_k multiplies, not Tq*Tk
     # END SOLUTION
-    bool_mask = None
-    if mask is not None:
+    if mask is not None:  # S is a fresh array: the mask is applied in place
         _check_broadcast(mask, S.shape, "attention mask")
         if mask.dtype == xp.bool_:
-            bool_mask = mask  # softmax sends False entries to -inf
+            xp.copyto(S, -xp.inf, where=~mask)  # (..., Tq, Tk)  False -> -inf: softmax gives exactly 0 there
         elif mask.dtype.kind == "f":
-            S = S + mask.astype(S.dtype, copy=False)  # (..., Tq, Tk)  additive mask, in the scores' dtype
+            S += mask.astype(S.dtype, copy=False)  # (..., Tq, Tk)  additive mask, in the scores' dtype
         else:
             raise TypeError(f"attention mask: expected bool (True = may attend) or float (additive), got {mask.dtype}")
-    P, _ = softmax_forward(S, mask=bool_mask)  # (..., Tq, Tk)  fully masked rows -> 0
+    P, _ = softmax_forward(S)  # (..., Tq, Tk)  fully masked rows -> 0
     dropout_scale = 1.0 / (1.0 - dropout_p)
-    P_drop = P
-    if dropout_mask is not None:
+    if dropout_mask is None:
+        Y = P @ V  # (..., Tq, d_v)
+    else:
         _check_broadcast(dropout_mask, P.shape, "attention dropout_mask")
-        P_drop = P * dropout_mask * dropout_scale  # (..., Tq, Tk)  inverted dropout: E[P_drop] = P
-    Y = P_drop @ V  # (..., Tq, d_v)
+        Y = (P * dropout_mask) @ V  # (..., Tq, d_v)  P_drop @ V with the scale moved onto Y below:
+        Y *= dropout_scale  # (..., Tq, d_v)          Tq*d_v multiplies instead of Tq*Tk
     return Y, AttentionCache(Q, K, V, P, dropout_mask, dropout_scale, scale)
 
 
@@ -121,19 +121,26 @@ def scaled_dot_product_attention_backward(dY, cache: AttentionCache):
         dP_drop = dY V^T,   dP = dP_drop * dropout_mask / (1 - dropout_p)
         dS = P * (dP - sum_k(dP * P))           (softmax backward, no Jacobian)
         dQ = dS K * scale,   dK = dS^T Q * scale
-    P_drop is recomputed from P and the mask rather than cached (one multiply).
+    P_drop is recomputed from P and the mask rather than cached, and its scale 1 / (1 - dropout_p)
+    is applied to dY (Tq*d_v entries) instead of P and dP (Tq*Tk each).
     """
     # BEGIN SOLUTION attention: dV = P_drop^T dY, dP_drop = dY V^T, dP = dropout backward, dS = softmax_backward(dP)
     # HINT: dQ = dS K * scale, dK = dS^T Q * scale; P_drop = P * dropout_mask * dropout_scale (P without a mask)
     Q, K, V, P, dropout_mask, dropout_scale, scale = cache
-    P_drop = P if dropout_mask is None else P * dropout_mask * dropout_scale  # (..., Tq, Tk)  as in forward
-    dV = P_drop.swapaxes(-1, -2) @ dY  # (..., Tk, d_v)   inverts Y = P_drop @ V
-    dP_drop = dY @ V.swapaxes(-1, -2)  # (..., Tq, Tk)    inverts Y = P_drop @ V
-    dP = dP_drop if dropout_mask is None else dP_drop * dropout_mask * dropout_scale  # (..., Tq, Tk)  inverts dropout
+    P_kept = P  # (..., Tq, Tk)  P_drop = P_kept * dropout_scale
+    if dropout_mask is not None:
+        P_kept = P * dropout_mask  # (..., Tq, Tk)  as in forward
+        dY = dY * dropout_scale  # (..., Tq, d_v)   a new array: the caller's dY is not changed
+    dV = P_kept.swapaxes(-1, -2) @ dY  # (..., Tk, d_v)   inverts Y = P_drop @ V
+    dP = dY @ V.swapaxes(-1, -2)  # (..., Tq, Tk)      inverts Y = P_drop @ V
+    if dropout_mask is not None:
+        dP *= dropout_mask  # (..., Tq, Tk)  in place (dP is new)   inverts P_drop = P * dropout_mask * scale
     dS = softmax_backward(dP, SoftmaxCache(P))  # (..., Tq, Tk)  inverts P = softmax(S); masked entries get 0
     # an additive mask is a constant: S + mask passes dS through unchanged
-    dQ = (dS @ K) * scale  # (..., Tq, d_k)   inverts S = (Q * scale) @ K^T
-    dK = (dS.swapaxes(-1, -2) @ Q) * scale  # (..., Tk, d_k)   inverts S = (Q * scale) @ K^T
+    dQ = dS @ K  # (..., Tq, d_k)
+    dQ *= scale  # (..., Tq, d_k)   inverts S = (Q * scale) @ K^T
+    dK = dS.swapaxes(-1, -2) @ Q  # (..., Tk, d_k)
+    dK *= scale  # (..., Tk, d_k)   inverts S = (Q * scale) @ K^T
     return dQ, dK, dV
     # END SOLUTION
 

@@ -57,9 +57,10 @@ def softmax_forward(x, mask=None):
     # BEGIN SOLUTION softmax: m = row max (_safe_row_max(xp, x)), E = exp(x - m), P = E / sum(E) over the last axis
     # HINT: a fully masked row has sum(E) = 0: divide by 1 there (xp.where), so P = 0 and not NaN
     m = _safe_row_max(xp, x)  # (..., 1)
-    E = xp.exp(x - m)  # (..., n)   every exponent <= 0: no overflow
-    s = E.sum(axis=-1, keepdims=True)  # (..., 1)   0 only for a fully masked row
-    P = E / xp.where(s == 0.0, 1.0, s)  # (..., n)  0/1 = 0 instead of 0/0 = NaN
+    P = x - m  # (..., n)   every exponent <= 0: no overflow; one array, exponentiated and normalised in place
+    xp.exp(P, out=P)  # (..., n)   E = exp(x - m)
+    s = P.sum(axis=-1, keepdims=True)  # (..., 1)   0 only for a fully masked row
+    P /= xp.where(s == 0.0, 1.0, s)  # (..., n)  P = E / sum(E); 0/1 = 0 instead of 0/0 = NaN
     return P, SoftmaxCache(P)
     # END SOLUTION
 
@@ -78,8 +79,11 @@ def softmax_backward(dP, cache: SoftmaxCache):
     """
     # BEGIN SOLUTION softmax: dx = P * (dP - sum_k(dP * P)), the sum over the last axis (keepdims): no Jacobian
     (P,) = cache
-    inner = (dP * P).sum(axis=-1, keepdims=True)  # (..., 1)  sum_k dP_k P_k
-    return P * (dP - inner)  # (..., n)   masked entries have P = 0, so dx = 0
+    xp = backend.get_array_module(dP, P)
+    inner = xp.einsum("...k,...k->...", dP, P)[..., None]  # (..., 1)  sum_k dP_k P_k, with no (..., n) temporary
+    dx = dP - inner  # (..., n)
+    dx *= P  # (..., n)   masked entries have P = 0, so dx = 0
+    return dx
     # END SOLUTION
 
 
@@ -100,10 +104,12 @@ def log_softmax_forward(x):
     """
     xp = backend.get_array_module(x)
     m = _safe_row_max(xp, x)  # (..., 1)
-    z = x - m  # (..., n)  <= 0
-    lse = xp.log(xp.exp(z).sum(axis=-1, keepdims=True))  # (..., 1)  log-sum-exp, >= 0
-    y = z - lse  # (..., n)
-    return y, LogSoftmaxCache(xp.exp(y))
+    y = x - m  # (..., n)  z = x - m <= 0; y is z until the last line
+    P = xp.exp(y)  # (..., n)  exp(z)
+    s = P.sum(axis=-1, keepdims=True)  # (..., 1)  sum_k exp(z_k) >= 1
+    y -= xp.log(s)  # (..., n)  y = z - log-sum-exp
+    P /= s  # (..., n)  softmax = exp(z) / sum: the same P as exp(y), without a second exp
+    return y, LogSoftmaxCache(P)
 
 
 def log_softmax_backward(dy, cache: LogSoftmaxCache):
