@@ -247,14 +247,22 @@ class Adam(Optimizer):
             state["exp_avg"] = xp.zeros_like(p.data)  # (...)  m, in p's dtype
             state["exp_avg_sq"] = xp.zeros_like(p.data)  # (...)  v
         m, v = state["exp_avg"], state["exp_avg_sq"]  # (...), (...)
-        m *= beta1
-        m += (1.0 - beta1) * g  # m = beta1 * m + (1 - beta1) * g
+        # Every line below works in place; tmp is the update's only temporary (the arrays are as big as p).
+        tmp = g * g  # (...)
+        tmp *= 1.0 - beta2
         v *= beta2
-        v += (1.0 - beta2) * (g * g)  # v = beta2 * v + (1 - beta2) * g * g
+        v += tmp  # v = beta2 * v + (1 - beta2) * g * g
+        xp.multiply(g, 1.0 - beta1, out=tmp)
+        m *= beta1
+        m += tmp  # m = beta1 * m + (1 - beta1) * g
         bias1 = 1.0 - beta1**t  # Python floats: no NumPy scalar can upcast float32
         bias2 = 1.0 - beta2**t
-        denom = xp.sqrt(v) / math.sqrt(bias2) + eps  # (...)  = sqrt(v_hat) + eps
-        p.data -= (lr / bias1) * (m / denom)  # p = p - lr * m_hat / (sqrt(v_hat) + eps)
+        xp.sqrt(v, out=tmp)
+        tmp /= math.sqrt(bias2)
+        tmp += eps  # tmp = sqrt(v_hat) + eps
+        xp.divide(m, tmp, out=tmp)
+        tmp *= lr / bias1
+        p.data -= tmp  # p = p - lr * m_hat / (sqrt(v_hat) + eps)
 
 
 class AdamW(Adam):

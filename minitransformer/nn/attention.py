@@ -121,26 +121,24 @@ def scaled_dot_product_attention_backward(dY, cache: AttentionCache):
         dP_drop = dY V^T,   dP = dP_drop * dropout_mask / (1 - dropout_p)
         dS = P * (dP - sum_k(dP * P))           (softmax backward, no Jacobian)
         dQ = dS K * scale,   dK = dS^T Q * scale
-    P_drop is recomputed from P and the mask rather than cached, and its scale 1 / (1 - dropout_p)
-    is applied to dY (Tq*d_v entries) instead of P and dP (Tq*Tk each).
+    P_drop is recomputed from P and the mask rather than cached (one multiply).
     """
     # BEGIN SOLUTION attention: dV = P_drop^T dY, dP_drop = dY V^T, dP = dropout backward, dS = softmax_backward(dP)
     # HINT: dQ = dS K * scale, dK = dS^T Q * scale; P_drop = P * dropout_mask * dropout_scale (P without a mask)
     Q, K, V, P, dropout_mask, dropout_scale, scale = cache
-    P_kept = P  # (..., Tq, Tk)  P_drop = P_kept * dropout_scale
+    P_drop = P  # (..., Tq, Tk)
     if dropout_mask is not None:
-        P_kept = P * dropout_mask  # (..., Tq, Tk)  as in forward
-        dY = dY * dropout_scale  # (..., Tq, d_v)   a new array: the caller's dY is not changed
-    dV = P_kept.swapaxes(-1, -2) @ dY  # (..., Tk, d_v)   inverts Y = P_drop @ V
-    dP = dY @ V.swapaxes(-1, -2)  # (..., Tq, Tk)      inverts Y = P_drop @ V
+        P_drop = P * dropout_mask  # (..., Tq, Tk)  as in forward, scaled in place
+        P_drop *= dropout_scale
+    dV = P_drop.swapaxes(-1, -2) @ dY  # (..., Tk, d_v)   inverts Y = P_drop @ V
+    dP = dY @ V.swapaxes(-1, -2)  # (..., Tq, Tk)    dP_drop, inverts Y = P_drop @ V
     if dropout_mask is not None:
-        dP *= dropout_mask  # (..., Tq, Tk)  in place (dP is new)   inverts P_drop = P * dropout_mask * scale
+        dP *= dropout_mask  # (..., Tq, Tk)  in place (dP is new)     inverts P_drop = P * dropout_mask * scale
+        dP *= dropout_scale
     dS = softmax_backward(dP, SoftmaxCache(P))  # (..., Tq, Tk)  inverts P = softmax(S); masked entries get 0
     # an additive mask is a constant: S + mask passes dS through unchanged
-    dQ = dS @ K  # (..., Tq, d_k)
-    dQ *= scale  # (..., Tq, d_k)   inverts S = (Q * scale) @ K^T
-    dK = dS.swapaxes(-1, -2) @ Q  # (..., Tk, d_k)
-    dK *= scale  # (..., Tk, d_k)   inverts S = (Q * scale) @ K^T
+    dQ = (dS @ K) * scale  # (..., Tq, d_k)   inverts S = (Q * scale) @ K^T
+    dK = (dS.swapaxes(-1, -2) @ Q) * scale  # (..., Tk, d_k)   inverts S = (Q * scale) @ K^T
     return dQ, dK, dV
     # END SOLUTION
 

@@ -55,8 +55,10 @@ def layernorm_forward(x, gamma, beta, eps: float = 1e-5):
     xc = x - mu  # (..., d_model)  centred input
     var = (xc * xc).mean(axis=-1, keepdims=True)  # (..., 1)  two-pass variance: no cancellation
     rstd = 1.0 / xp.sqrt(var + float(eps))  # (..., 1)  Python float eps: float32 stays float32
-    x_hat = xc * rstd  # (..., d_model)
-    y = gamma * x_hat + beta  # (..., d_model)
+    x_hat = xc  # (..., d_model)  xc is normalised in place: x_hat = (x - mu) * rstd
+    x_hat *= rstd
+    y = x_hat * gamma  # (..., d_model)  y = gamma * x_hat + beta, one temporary
+    y += beta
     return y, LayerNormCache(x_hat, rstd, gamma)
     # END SOLUTION
 
@@ -84,12 +86,14 @@ def layernorm_backward(dy, cache: LayerNormCache):
     # BEGIN SOLUTION layernorm: g = dy * gamma; dx = rstd * (g - mean(g) - x_hat * mean(g * x_hat)), last-axis means
     # HINT: dgamma = sum(dy * x_hat), dbeta = sum(dy), each summed over every leading axis to shape (d_model,)
     x_hat, rstd, gamma = cache
+    xp = backend.get_array_module(dy, x_hat)
     d_model = gamma.shape[0]
     g = dy * gamma  # (..., d_model)  inverts y = gamma * x_hat + beta, w.r.t. x_hat
     mean_g = g.mean(axis=-1, keepdims=True)  # (..., 1)       inverts mu = mean(x)
-    mean_gx = (g * x_hat).mean(axis=-1, keepdims=True)  # (..., 1)  inverts rstd = 1/sqrt(var + eps)
+    # the two sums of products below run as einsum: no (..., d_model) temporary for g * x_hat or dy * x_hat
+    mean_gx = xp.einsum("...i,...i->...", g, x_hat)[..., None] / d_model  # (..., 1)  inverts rstd = 1/sqrt(var + eps)
     dx = rstd * (g - mean_g - x_hat * mean_gx)  # (..., d_model)  inverts x_hat = (x - mu) * rstd
-    dgamma = (dy * x_hat).reshape(-1, d_model).sum(axis=0)  # (d_model,)  inverts gamma * x_hat
+    dgamma = xp.einsum("ni,ni->i", dy.reshape(-1, d_model), x_hat.reshape(-1, d_model))  # (d_model,)  gamma * x_hat
     dbeta = dy.reshape(-1, d_model).sum(axis=0)  # (d_model,)  inverts + beta
     return dx, dgamma, dbeta
     # END SOLUTION

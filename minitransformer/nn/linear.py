@@ -37,7 +37,7 @@ def linear_forward(x, W, b=None):
     """
     y = x @ W  # (..., d_out)   one BLAS matmul: @ broadcasts over the leading axes
     if b is not None:
-        y = y + b  # (..., d_out)
+        y += b  # (..., d_out)  in place: y is a fresh matmul result
     return y, LinearCache(x, W)
 
 
