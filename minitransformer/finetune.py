@@ -53,7 +53,7 @@ from .tokenizers.encoding import Encoding, collate
 
 __all__ = [
     "TASKS", "FinetuneResult", "Task", "accuracy", "align_word_labels", "answer", "classify", "encode_qa",
-    "entities", "entity_f1", "exact_match", "finetune", "finetune_question_answering",
+    "entities", "entity_f1", "evaluate", "exact_match", "finetune", "finetune_question_answering",
     "finetune_sequence_classification", "finetune_token_classification", "load_start", "normalize_answer",
     "qa_scores", "save_finetuned", "tag", "token_f1",
 ]
@@ -229,30 +229,33 @@ def align_word_labels(tokenizer, words, labels=None, max_length: int = 128):
 def _piece_offsets(tokenizer, text: str) -> tuple[list[int], list[tuple[int, int]]]:
     """WordPiece ids of ``text`` and each piece's (start, end) character span in ``text``.
 
-    Spans are found by walking the text: each basic-tokenizer word is looked up (lower-cased when the
-    tokenizer lower-cases) from where the last one ended; a piece gets its own characters when the piece
-    lengths add up to the word's, otherwise (accents stripped, [UNK]) every piece gets the whole word.
+    The text is normalised one character at a time as the tokenizer does (``basic.normalize``: cleaning,
+    accents, lower case), remembering which original character each normalised one came from; each word
+    of the basic tokenizer is then found in the normalised text from where the last one ended, and its
+    pieces get their own characters (a piece "##xy" covers two). An [UNK] piece covers its whole word.
     """
-    folded = text.lower() if tokenizer.do_lower_case else text
+    folded, source = [], []  # normalised characters, and the index in ``text`` of each
+    for i, ch in enumerate(text):
+        for c in tokenizer.basic.normalize(ch):
+            folded.append(c)
+            source.append(i)
+    folded = "".join(folded)
     ids, spans, cursor = [], [], 0
     for word in tokenizer.basic.tokenize(text):
-        at = folded.find(word, cursor)
-        if at < 0:  # normalisation changed the characters: fall back to the next whitespace-delimited run
-            m = re.compile(r"\S+").search(text, cursor)
-            at, length = (m.start(), len(m.group())) if m else (cursor, 0)
-        else:
-            length = len(word)
-        pieces = tokenizer.tokenize(word) if word not in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]") else [word]
-        lengths = [len(p) - 2 if p.startswith("##") else len(p) for p in pieces]
-        if sum(lengths) == length and tokenizer.unk_token not in pieces:
-            start = at
-            for n in lengths:
-                spans.append((start, start + n))
-                start += n
-        else:
-            spans += [(at, at + length)] * len(pieces)
+        pieces = tokenizer.tokenize(word)
         ids += tokenizer.convert_tokens_to_ids(pieces)
-        cursor = at + length
+        at = folded.find(word, cursor)
+        if at < 0:  # not expected (the words come from the same normalisation): an empty span, never a wrong one
+            end = source[cursor - 1] + 1 if cursor else 0
+            spans += [(end, end)] * len(pieces)
+            continue
+        lengths = [len(p) - 2 if p.startswith("##") else len(p) for p in pieces]
+        if sum(lengths) != len(word) or tokenizer.unk_token in pieces:
+            starts, lengths = [at] * len(pieces), [len(word)] * len(pieces)
+        else:
+            starts = [at + sum(lengths[:k]) for k in range(len(pieces))]
+        spans += [(source[a], source[a + n - 1] + 1) for a, n in zip(starts, lengths, strict=True)]
+        cursor = at + len(word)
     return ids, spans
 
 

@@ -118,6 +118,17 @@ def test_encode_qa_every_generated_answer_maps_back_exactly():
         assert ex["context"][f.spans[f.start][0]:f.spans[f.end][1]] == ex["answer"]
 
 
+def test_encode_qa_offsets_survive_accents_lower_case_and_dropped_characters():
+    from minitransformer.pretrained import minilm_folder
+
+    tokenizer = WordPieceTokenizer.from_pretrained(minilm_folder())
+    context = "Café Müller,\x00 in São Paulo — unaffable ΣΑΣ! It was founded by José Ñúñez in 1990."
+    for answer_text in ("São Paulo", "José Ñúñez", "unaffable", "ΣΑΣ", "1990"):
+        f = encode_qa(tokenizer, "Who?", context, context.index(answer_text), answer_text)
+        assert context[f.spans[f.start][0]:f.spans[f.end][1]] == answer_text
+        assert f.end - f.start + 1 == len(tokenizer.tokenize(answer_text))
+
+
 def test_encode_qa_truncation(tok):
     context = "Ann was born in Paris. Bob was born in Oslo."
     f = encode_qa(tok, "Where was Bob born?", context, context.index("Oslo"), "Oslo", max_length=30)
