@@ -124,6 +124,22 @@ def test_mha_one_gradient_per_input(rng):
     assert_close(grads[1], dk + dv, rtol=1e-14)
 
 
+def test_mha_fused_qkv_projection_matches_three_projections(rng):
+    """x given once runs x [W_q | W_k | W_v] as one matmul; copies of x take the three-matmul path: same numbers."""
+    mha = make_mha()
+    x, dY = randn(rng, B, Tq, d_model), randn(rng, B, Tq, d_model)
+    y_fused = mha(x, causal=True)
+    dx = mha.backward(dY)
+    fused = {n: np_(p.grad).copy() for n, p in mha.named_parameters()}
+    mha.zero_grad()
+    y_sep = mha(x, x.copy(), x.copy(), causal=True)
+    dq, dk, dv = mha.backward(dY)
+    assert_close(y_fused, y_sep, rtol=1e-13, atol=1e-15)
+    assert_close(dx, dq + dk + dv, rtol=1e-13, atol=1e-15)
+    for n, p in mha.named_parameters():
+        assert_close(fused[n], p.grad, rtol=1e-13, atol=1e-15)
+
+
 def naive_mha(mha, query, key, value, allowed):
     """Per batch, per head, per query: the paper's formulas with Python loops."""
     W = {n: np_(p.data) for n, p in mha.named_parameters()}

@@ -74,10 +74,19 @@ def multi_head_attention_forward(query, key, value, W_q, b_q, W_k, b_k, W_v, b_v
         Q = split(query W_q + b_q),  K = split(key W_k + b_k),  V = split(value W_v + b_v)
         head_i = softmax(Q_i K_i^T / sqrt(d_k) + mask) V_i      for every head i at once
         Y = merge(head_1, ..., head_h) W_o + b_o
+    Self-attention (query is key is value, as one array) runs the three projections as ONE matmul,
+    [Q_cat | K_cat | V_cat] = x [W_q | W_k | W_v] + [b_q | b_k | b_v]: the same numbers, one BLAS call.
     """
-    Q_cat, cache_q = linear_forward(query, W_q, b_q)  # (B, Tq, d_model)  all heads' queries side by side
-    K_cat, cache_k = linear_forward(key, W_k, b_k)  # (B, Tk, d_model)
-    V_cat, cache_v = linear_forward(value, W_v, b_v)  # (B, Tk, d_model)
+    xp = backend.get_array_module(query, W_q)
+    if query is key and key is value and (b_q is None) == (b_k is None) == (b_v is None):
+        W_qkv = xp.concatenate((W_q, W_k, W_v), axis=1)  # (d_model, 3 d_model)  a copy: 3 d_model^2 entries
+        b_qkv = None if b_q is None else xp.concatenate((b_q, b_k, b_v))  # (3 d_model,)
+        Q_cat, K_cat, V_cat = xp.split(linear_forward(query, W_qkv, b_qkv)[0], 3, axis=-1)  # (B, T, d_model) views
+        cache_q, cache_k, cache_v = LinearCache(query, W_q), LinearCache(key, W_k), LinearCache(value, W_v)
+    else:
+        Q_cat, cache_q = linear_forward(query, W_q, b_q)  # (B, Tq, d_model)  all heads' queries side by side
+        K_cat, cache_k = linear_forward(key, W_k, b_k)  # (B, Tk, d_model)
+        V_cat, cache_v = linear_forward(value, W_v, b_v)  # (B, Tk, d_model)
     Q = split_heads(Q_cat, n_heads)  # (B, n_heads, Tq, d_k)
     K = split_heads(K_cat, n_heads)  # (B, n_heads, Tk, d_k)
     V = split_heads(V_cat, n_heads)  # (B, n_heads, Tk, d_k)
