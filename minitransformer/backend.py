@@ -254,7 +254,7 @@ def _erf_float32(z):
     for start in range(0, z_flat.shape[0], _ERF_BLOCK):
         x = out_flat[start:start + _ERF_BLOCK]  # (b,) a view of the output: x first, erf at the end
         b = x.shape[0]
-        numpy.clip(z_flat[start:start + _ERF_BLOCK], -4.0, 4.0, out=x)
+        numpy.minimum(numpy.maximum(z_flat[start:start + _ERF_BLOCK], -4.0, out=x), 4.0, out=x)  # clip to [-4, 4]
         numpy.multiply(x, x, out=x2[:b])
         P[:b], Q[:b] = _ERF_P[0], _ERF_Q[0]
         for c in _ERF_P[1:]:
