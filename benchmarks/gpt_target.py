@@ -85,6 +85,7 @@ def main(argv=None) -> int:
                         help="override a setting, e.g. --set size=small --set vocab_size=1024")
     parser.add_argument("--out", default=os.path.join(here, "gpt_target.json"))
     parser.add_argument("--plot", default=os.path.join(here, "gpt_target.png"))
+    parser.add_argument("--save", metavar="DIR", help="also save the trained run here (for generate/score)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     settings = dict(SETTINGS)
@@ -126,6 +127,10 @@ def main(argv=None) -> int:
         json.dump(result, fh, indent=2)
         fh.write("\n")
     plot = _plot(run, m["true_entropy"], args.plot)
+    if args.save:
+        from minitransformer.lm_train import save_gpt_run
+
+        print(f"saved the run to {os.path.dirname(save_gpt_run(run, args.save))}")
     print(f"validation cross-entropy {m['val_loss']:.4f} nats/token vs true entropy {m['true_entropy']:.4f} "
           f"-> {m['ratio_to_entropy']:.3f}x (target <= {TARGET_RATIO}); {m['steps']} steps, {total:.0f} s in all, "
           f"load {load_before[0]:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs: "

@@ -340,3 +340,19 @@ def test_train_gpt_bad_input(kwargs, match):
               "progress": False, **kwargs}
     with pytest.raises(ValueError, match=match):
         lm_train.train_gpt(**kwargs)
+
+
+def test_load_a_hugging_face_style_gpt2_folder(tmp_path):
+    from minitransformer.tokenizers.bpe import ByteLevelBPETokenizer
+
+    tok = ByteLevelBPETokenizer.train(["the cat sat on the mat. " * 20], 280)
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, max_len=16, d_model=16, n_heads=2, n_layers=1, d_ff=32,
+                          dropout=0.0), seed=3)
+    model.save_pretrained(tmp_path / "gpt2")
+    tok.save(tmp_path / "gpt2")
+    run = lm_train.load_gpt_run(tmp_path / "gpt2")
+    assert run.tokenizer_kind == "gpt2" and run.tokenizer.vocab_size == tok.vocab_size
+    a, b = score(model, tok, "the cat sat"), score(run.model, run.tokenizer, "the cat sat")
+    np.testing.assert_allclose(a.log_probs, b.log_probs, rtol=1e-5, atol=1e-6)
+    assert generate(run.model, run.tokenizer, "the", max_new_tokens=3, seed=0).stop_reason in ("max_new_tokens",
+                                                                                               "eos")
