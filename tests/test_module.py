@@ -303,3 +303,27 @@ def test_clear_cache_drops_every_layers_activations():
     assert all(m._cache is None for m in enc.modules())
     with pytest.raises(RuntimeError, match="before forward"):
         enc.backward(backend.asarray(np.zeros((2, 3, 4)), dtype="float32"))
+
+
+def test_no_grad_keeps_no_cache_same_output_and_restores_on_exit(rng):
+    from minitransformer.nn.encoder import Encoder
+    from minitransformer.nn.module import no_grad
+
+    enc = Encoder(2, 4, 2, 8).eval()
+    x = randn(rng, 2, 3, 4, dtype="float32")
+    y = enc(x)
+    with no_grad():
+        y_inference = enc(x)
+        assert all(m._cache is None for m in enc.modules())  # every layer's activations already freed
+        with pytest.raises(RuntimeError, match=r"inside no_grad\(\)"):
+            enc.backward(y)
+    np.testing.assert_array_equal(backend.to_numpy(y_inference), backend.to_numpy(y))
+    with pytest.raises(ValueError, match="inside"), no_grad():
+        raise ValueError("an error inside no_grad()")
+    enc(x)  # outside again (also after an exception inside): the cache is kept
+    assert enc.backward(y).shape == (2, 3, 4)
+
+
+def test_parameter_grad_is_zero_c_contiguous_of_the_data_dtype():
+    p = Parameter(backend.asarray(np.ones((3, 2)), dtype="float32").T)
+    assert p.grad.shape == (2, 3) and p.grad.dtype == np.float32 and not backend.to_numpy(p.grad).any()

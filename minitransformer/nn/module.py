@@ -14,12 +14,25 @@ the gradients of the inputs.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 
 from .. import backend
 from . import finite
 
-__all__ = ["Module", "ModuleList", "Parameter"]
+__all__ = ["Module", "ModuleList", "Parameter", "no_grad"]
+
+_NO_GRAD = [False]  # True inside no_grad()
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Inference: forward passes inside keep no cache, so memory holds one layer's arrays at a time."""
+    _NO_GRAD[0], previous = True, _NO_GRAD[0]
+    try:
+        yield
+    finally:
+        _NO_GRAD[0] = previous
 
 
 class Parameter:
@@ -31,7 +44,7 @@ class Parameter:
 
     def __init__(self, data):
         self.data = data  # (...)
-        self.grad = backend.get_array_module(data).zeros_like(data)  # (...)
+        self.grad = backend.get_array_module(data).zeros(data.shape, dtype=data.dtype)  # (...) pages mapped when used
 
     @property
     def shape(self):
@@ -62,9 +75,10 @@ class Module:
     # -- the forward/backward contract --------------------------------------
 
     def __call__(self, *args, **kwargs):
-        if finite.enabled:  # opt-in NaN/inf checks (nn/finite.py); off: this one test is the cost
-            return finite.checked_call(self, args, kwargs)
-        return self.forward(*args, **kwargs)
+        out = finite.checked_call(self, args, kwargs) if finite.enabled else self.forward(*args, **kwargs)  # nn/finite
+        if _NO_GRAD[0]:
+            self._cache = None  # no_grad(): nothing kept for a backward
+        return out
 
     def forward(self, *args, **kwargs):  # pragma: no cover - abstract
         raise NotImplementedError(f"{type(self).__name__}.forward")
@@ -73,17 +87,11 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__}.backward")
 
     def _pop_cache(self):
-        """Take the cache of the last forward; raise if there is none.
-
-        Backward consumes the cache, so a second backward without a new
-        forward is an error too, not a silent reuse.
-        """
+        """Take (and consume) the cache of the last forward; raise if there is none, e.g. on a second backward."""
         cache = self._cache
         if cache is None:
-            raise RuntimeError(
-                f"{type(self).__name__}.backward called before forward "
-                "(or twice after one forward): run forward first"
-            )
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward (or twice after one forward, "
+                               "or after a forward inside no_grad()): run forward first")
         self._cache = None
         return cache
 
@@ -220,7 +228,7 @@ def move_array(a, device: str | None, dtype=None):
 def _move(p: Parameter, device: str | None, dtype) -> None:
     """Move a parameter in place; a tied Parameter is one object, so it stays tied."""
     p.data = move_array(p.data, device, dtype)
-    p.grad = backend.get_array_module(p.data).zeros_like(p.data)
+    p.grad = backend.get_array_module(p.data).zeros(p.data.shape, dtype=p.data.dtype)
 
 
 class ModuleList(Module):
