@@ -149,13 +149,13 @@ class _Enumerator:
         self.p *= weights[i] / sum(weights)
         return i
 
-    def peek_word(self, words, ahead):
+    def peek_word(self, words, ahead, weight=None):
         i = self._next(len(words))
-        self.p /= len(words)
+        self.p *= 1.0 / len(words) if weight is None else weight[words[i]] / sum(weight[w] for w in words)
         return words[i]
 
-    def word(self, words):
-        w = self.peek_word(words, 0)
+    def word(self, words, weight=None):
+        w = self.peek_word(words, 0, weight)
         self.tokens.append(w)
         return w
 

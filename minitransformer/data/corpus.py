@@ -110,7 +110,7 @@ class _Sampler:
             self._buffer = self._rng.random(4096).tolist()[::-1]
         return self._buffer.pop()
 
-    def choose(self, weights) -> int:
+    def _draw(self, weights) -> int:
         u = self._uniform() * sum(weights)
         i, acc = 0, 0.0
         for j, w in enumerate(weights):
@@ -118,15 +118,24 @@ class _Sampler:
                 i, acc = j, acc + w
                 if u < acc:
                     break
+        return i
+
+    def choose(self, weights) -> int:
+        i = self._draw(weights)
         self.log_prob += _log_choice(weights, i)
         return i
 
-    def peek_word(self, words, ahead: int) -> str:
-        self.log_prob -= math.log(len(words))
-        return words[min(int(self._uniform() * len(words)), len(words) - 1)]
+    def peek_word(self, words, ahead: int, weight=None) -> str:
+        if weight is None:
+            self.log_prob -= math.log(len(words))
+            return words[min(int(self._uniform() * len(words)), len(words) - 1)]
+        weights = [weight[w] for w in words]
+        i = self._draw(weights)
+        self.log_prob += _log_choice(weights, i)
+        return words[i]
 
-    def word(self, words) -> str:
-        w = self.peek_word(words, 0)
+    def word(self, words, weight=None) -> str:
+        w = self.peek_word(words, 0, weight)
         self.tokens.append(w)
         return w
 
@@ -254,14 +263,17 @@ class _Reader:
         self.log_prob += _log_choice(weights, i)
         return i
 
-    def peek_word(self, words, ahead: int) -> str:
+    def peek_word(self, words, ahead: int, weight=None) -> str:
         a, b = self._spellings(self.pos + ahead)
         i = self._take([j for j, w in enumerate(words) if w == a or w == b])
-        self.log_prob -= math.log(len(words))
+        if weight is None:
+            self.log_prob -= math.log(len(words))
+        else:
+            self.log_prob += _log_choice([weight[w] for w in words], i)
         return words[i]
 
-    def word(self, words) -> str:
-        w = self.peek_word(words, 0)
+    def word(self, words, weight=None) -> str:
+        w = self.peek_word(words, 0, weight)
         self.emit(w)
         return w
 

@@ -5,8 +5,10 @@ the chooser ``c``, which has three methods:
 
 - ``c.choose(weights) -> i``: option ``i`` with probability ``weights[i] / sum(weights)``
   (zero weights are options that do not exist in this state);
-- ``c.word(words) -> w``: a uniform choice among ``words``, written at once;
-  ``c.peek_word(words, ahead)`` chooses one that is written ``ahead`` tokens later;
+- ``c.word(words, weight) -> w``: a choice among ``words`` with probability
+  ``weight[w] / sum(weight[v] for v in words)`` (uniform when ``weight`` is None),
+  written at once; ``c.peek_word(words, ahead, weight)`` chooses one that is
+  written ``ahead`` tokens later;
 - ``c.emit(*tokens)``: writes fixed words ("the", "was", ",", ".").
 
 The corpus module has two choosers: one samples (the generator), one reads a
@@ -107,6 +109,11 @@ class Grammar:
     p_because: float = 0.15
     p_very: float = 0.2
     p_adjective: float = 0.4
+    zipf: float = 1.0  # word k of a list (k = 0, 1, ...) has weight 1 / (k + 2) ** zipf; 0: uniform
+
+    def verb_lists(self) -> list:
+        """Every list of (base, past) verb pairs: the shared ones, then each topic's."""
+        return [self.transitive, self.intransitive, self.ditransitive, self.social, *(t.verbs for t in self.topics)]
 
     @classmethod
     def from_words(cls, w, **options) -> Grammar:
@@ -150,6 +157,15 @@ class Grammar:
             if not lst:
                 raise ValueError(f"the grammar needs at least one word in {name}")
         self.pronoun = {**{n: "she" for n in self.names_female}, **{n: "he" for n in self.names_male}}
+        # Zipf-like word frequencies, as in real text: a few words of each list are common, most are rare.
+        # A small model learns the common ones quickly, and they carry most of the text.
+        self.weight = {}
+        for lst in [self.names_female, self.names_male, self.saying, self.adjectives, self.feelings, self.adverbs,
+                    self.prepositions, *self.verb_lists(), *(x for t in self.topics for x in (t.places, t.nouns,
+                                                                                             t.roles, t.adjectives))]:
+            for k, item in enumerate(lst):
+                for word in (item if isinstance(item, tuple) else (item,)):
+                    self.weight[word] = 1.0 / (k + 2.0) ** self.zipf
         self.lexicons = [Lexicon(t.places, t.nouns, t.roles, self.adjectives + t.adjectives,
                                  tuple(v[1] for v in t.verbs + self.transitive),
                                  tuple(v[0] for v in t.verbs + self.transitive)) for t in self.topics]
@@ -157,6 +173,7 @@ class Grammar:
         self.social_past, self.social_base = (tuple(v[i] for v in self.social) for i in (1, 0))
         self.dv_past = tuple(v[1] for v in self.ditransitive)
         self.openers_split = tuple(tuple(o.split()) for o in self.openers)
+        self.opener_weights = tuple(1.0 / (k + 2.0) ** self.zipf for k in range(len(self.openers)))
 
 
 class State:
@@ -205,7 +222,7 @@ def person(c, g: Grammar, s: State, other_than=None) -> str:
     elif how == 1:
         name = c.word(others)  # Anna (again)
     else:
-        name = c.word([n for n in g.names if n not in s.people])  # Anna (first time)
+        name = c.word([n for n in g.names if n not in s.people], g.weight)  # Anna (first time)
         s.people.append(name)
     s.last = name
     return name
@@ -220,8 +237,8 @@ def thing(c, g: Grammar, s: State, reuse: bool = True, new: bool = True) -> None
         c.word(s.objects)
         return
     # Choose the words first (the article depends on the next word), write them after it.
-    adjective = c.peek_word(lex.adjectives, 1) if _maybe(c, g.p_adjective) else None
-    noun = c.peek_word([n for n in lex.nouns if n not in s.objects], 2 if adjective else 1)
+    adjective = c.peek_word(lex.adjectives, 1, g.weight) if _maybe(c, g.p_adjective) else None
+    noun = c.peek_word([n for n in lex.nouns if n not in s.objects], 2 if adjective else 1, g.weight)
     c.emit("an" if (adjective or noun)[0] in "aeiou" else "a")
     if adjective:
         c.emit(adjective)
@@ -231,9 +248,9 @@ def thing(c, g: Grammar, s: State, reuse: bool = True, new: bool = True) -> None
 
 def place(c, g: Grammar, s: State) -> None:
     """A place of the topic: "in the kitchen", "near the pantry", ..."""
-    c.word(g.prepositions)
+    c.word(g.prepositions, g.weight)
     c.emit("the")
-    c.word(g.lexicons[s.topic].places)
+    c.word(g.lexicons[s.topic].places, g.weight)
 
 
 def simple(c, g: Grammar, s: State) -> None:
@@ -243,20 +260,20 @@ def simple(c, g: Grammar, s: State) -> None:
     kind = c.choose((w[0], w[1], w[2] if s.objects else 0.0, w[3]))
     if kind == 0:  # Anna chopped an onion
         person(c, g, s)
-        c.word(lex.tv_past)
+        c.word(lex.tv_past, g.weight)
         thing(c, g, s)
     elif kind == 1:  # Anna waited in the kitchen
         person(c, g, s)
-        c.word(g.iv_past)
+        c.word(g.iv_past, g.weight)
         place(c, g, s)
     elif kind == 2:  # the onion was salty
         thing(c, g, s, new=False)
         c.emit("was")
-        c.word(lex.adjectives)
+        c.word(lex.adjectives, g.weight)
     else:  # Anna was happy about the soup
         person(c, g, s)
         c.emit("was")
-        c.word(g.feelings)
+        c.word(g.feelings, g.weight)
         c.emit("about")
         thing(c, g, s)
 
@@ -270,48 +287,48 @@ def clause(c, g: Grammar, s: State) -> None:
         c.emit("was")
         if _maybe(c, g.p_very):
             c.emit("very")
-        c.word(lex.adjectives)
+        c.word(lex.adjectives, g.weight)
         return
     subject = person(c, g, s)
     if kind == SAY:  # Anna said that ...
-        c.word(g.saying)
+        c.word(g.saying, g.weight)
         c.emit("that")
         simple(c, g, s)
         return
     if kind == DV:  # Anna gave the soup to Ben
-        c.word(g.dv_past)
+        c.word(g.dv_past, g.weight)
         thing(c, g, s)
         c.emit("to")
         person(c, g, s, other_than=subject)
         return
     if kind == AND:  # Anna chopped an onion and fried the onion
-        c.word(lex.tv_past)
+        c.word(lex.tv_past, g.weight)
         thing(c, g, s)
         c.emit("and")
-        c.word(lex.tv_past)
+        c.word(lex.tv_past, g.weight)
         thing(c, g, s)
         return
     if kind == TV:  # Anna chopped an onion
-        c.word(lex.tv_past)
+        c.word(lex.tv_past, g.weight)
         thing(c, g, s)
     elif kind == IV:  # Anna waited in the kitchen
-        c.word(g.iv_past)
+        c.word(g.iv_past, g.weight)
         place(c, g, s)
     elif kind == FEEL:  # Anna was (very) happy about the soup
         c.emit("was")
         if _maybe(c, g.p_very):
             c.emit("very")
-        c.word(g.feelings)
+        c.word(g.feelings, g.weight)
         c.emit("about")
         thing(c, g, s)
     else:  # SOCIAL: Anna thanked the cook
-        c.word(g.social_past)
+        c.word(g.social_past, g.weight)
         c.emit("the")
-        c.word(lex.roles)
+        c.word(lex.roles, g.weight)
     if kind in (TV, SOCIAL) and _maybe(c, g.p_place):  # ... in the kitchen
         place(c, g, s)
     if kind in (TV, IV) and _maybe(c, g.p_adverb):  # ... quickly
-        c.word(g.adverbs)
+        c.word(g.adverbs, g.weight)
     if _maybe(c, g.p_because):  # ... because Ben was hungry about the soup
         c.emit("because")
         simple(c, g, s)
@@ -325,27 +342,27 @@ def question(c, g: Grammar, s: State) -> None:
     if kind == 0:  # did Anna chop the onion
         c.emit("did")
         person(c, g, s)
-        c.word(lex.tv_base)
+        c.word(lex.tv_base, g.weight)
         thing(c, g, s)
     elif kind == 1:  # where did Anna chop the onion
         c.emit("where", "did")
         person(c, g, s)
-        c.word(lex.tv_base)
+        c.word(lex.tv_base, g.weight)
         thing(c, g, s)
     elif kind == 2:  # why was the onion salty
         c.emit("why", "was")
         thing(c, g, s, new=False)
-        c.word(lex.adjectives)
+        c.word(lex.adjectives, g.weight)
     elif kind == 3:  # who chopped the onion
         c.emit("who")
-        c.word(lex.tv_past)
+        c.word(lex.tv_past, g.weight)
         thing(c, g, s)
     else:  # did Anna thank the cook
         c.emit("did")
         person(c, g, s)
-        c.word(g.social_base)
+        c.word(g.social_base, g.weight)
         c.emit("the")
-        c.word(lex.roles)
+        c.word(lex.roles, g.weight)
     c.emit("?")
 
 
@@ -366,7 +383,7 @@ def sentence(c, g: Grammar, s: State) -> None:
             simple(c, g, s)
             c.emit(",")
         elif _maybe(c, g.p_opener):  # in the morning, ...
-            c.emit(*g.openers_split[c.choose((1.0,) * len(g.openers))], ",")
+            c.emit(*g.openers_split[c.choose(g.opener_weights)], ",")
         clause(c, g, s)
         c.emit(".")
     s.n_sentences += 1
