@@ -228,10 +228,10 @@ def test_wrappers_and_max_steps(tok):
 def test_training_learns_a_separable_set(tok):
     """A tiny model from random weights learns 'good' vs 'bad' (the loop, the loss and the optimizer together)."""
     train = [(f"the {w} was {a}", int(a == "good")) for w in ("movie", "book", "paris") for a in ("good", "bad")]
-    r = finetune("sentiment", tiny_config(tok, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0),
-                 init="random", tokenizer=tok,
-                 train=train * 4, test=train, epochs=30, batch_size=8, lr=1e-2, warmup=0.0, progress=False)
-    assert r.history.loss[-1] < 0.05 < 0.6 < r.history.loss[0]
+    config = tiny_config(tok, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    r = finetune("sentiment", config, init="random", tokenizer=tok, train=train * 4, test=train, epochs=30,
+                 batch_size=8, lr=1e-2, warmup=0.0, progress=False)
+    assert r.history.loss[-1] < 0.05 and r.history.loss[0] > 0.6
     assert r.metrics["accuracy"] == 1.0
     assert classify(r.model, tok, ["the book was good", "the movie was bad"]) == [1, 0]
 

@@ -80,3 +80,12 @@ def test_finetune_help_lists_the_tasks(capsys):
     assert e.value.code == 0
     text = capsys.readouterr().out
     assert all(word in text for word in ("sentiment", "ner", "qa", "--from", "metrics.json", "exit status"))
+
+
+def test_limits_take_evenly_spaced_examples():
+    from minitransformer.cli.finetune import _spread
+    from minitransformer.data.finetune_sets import load_sentiment
+
+    assert _spread(list(range(10)), 3) == [0, 3, 6]
+    assert _spread([1, 2], 5) == [1, 2] and _spread([1, 2], None) == [1, 2]
+    assert {y for _, y in _spread(load_sentiment("test"), 4)} == {0, 1}  # the file lists positives first

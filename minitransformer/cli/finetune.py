@@ -97,9 +97,9 @@ def _add_finetune_parser(sub) -> None:
     p.add_argument("--max-steps", type=int_at_least(1), default=None, metavar="N",
                    help="stop after N steps (smoke tests; default: --epochs full passes)")
     p.add_argument("--train-limit", type=int_at_least(1), default=None, metavar="N",
-                   help="use only the first N training examples")
+                   help="use only N training examples, evenly spaced over the set")
     p.add_argument("--test-limit", type=int_at_least(1), default=None, metavar="N",
-                   help="score only the first N held-out examples")
+                   help="score only N held-out examples, evenly spaced over the set")
     p.add_argument("--eval-each-epoch", action="store_true", help="also score the held-out split after each epoch")
     p.add_argument("--seed", type=int_at_least(0), default=0, metavar="N",
                    help="seed of the new layer, dropout and batch order (default: %(default)s)")
@@ -107,6 +107,13 @@ def _add_finetune_parser(sub) -> None:
     add_progress_option(p)
     add_threads_option(p)
     p.set_defaults(func=_cmd_finetune, subparser=p)
+
+
+def _spread(examples: list, n: int | None) -> list:
+    """``n`` examples evenly spaced over the list (the files are grouped by label), or all of them."""
+    if n is None or n >= len(examples):
+        return examples
+    return [examples[i * len(examples) // n] for i in range(n)]
 
 
 def _format_metrics(metrics: dict) -> str:
@@ -127,8 +134,8 @@ def _cmd_finetune(args, parser) -> int:
         parser.error("--random-init needs --from minilm or a folder (--from random is already random)")
     check_out_dir(args.out, parser)
     task = ft.TASKS[args.task]
-    train = ft._load_split(task, "train")[:args.train_limit]
-    test = ft._load_split(task, "test")[:args.test_limit]
+    train = _spread(ft._load_split(task, "train"), args.train_limit)
+    test = _spread(ft._load_split(task, "test"), args.test_limit)
     init = "random" if args.random_init else "pretrained"
     print(f"fine-tuning for {args.task} ({task.description}) from {args.source}"
           f"{' (random weights)' if args.random_init or args.source == 'random' else ''}: {len(train):,} training, "
