@@ -33,7 +33,7 @@ from .gradcheck import LEGEND
 __all__ = ["COMMAND_MODULES", "LEGEND", "build_parser", "main"]
 
 # The command modules under minitransformer/cli/, in --help order.
-COMMAND_MODULES = ("seq2seq", "gpt", "gradcheck", "finetune", "exercises")
+COMMAND_MODULES = ("seq2seq", "gpt", "gradcheck", "bert", "finetune", "exercises")
 
 _MAIN_EPILOG = """\
 examples:
