@@ -210,8 +210,8 @@ def errstate(**kwargs):
     return contextlib.nullcontext()
 
 
-def erf(x):
-    """The error function, elementwise, on the array's own backend.
+def erf(x, out=None):
+    """The error function, elementwise, on the array's own backend (into ``out`` if given; may be ``x``).
 
     ``cupyx.scipy.special.erf`` on the GPU; on the host ``scipy.special.erf`` for
     float64 (accurate to float64 rounding) and ``_erf_float32`` for float32 NumPy
@@ -220,12 +220,12 @@ def erf(x):
     if type(x).__module__.startswith("cupy"):
         import cupyx.scipy.special
 
-        return cupyx.scipy.special.erf(x)
-    if isinstance(x, numpy.ndarray) and x.dtype == numpy.float32:
-        return _erf_float32(x)
+        return cupyx.scipy.special.erf(x, out=out)
+    if isinstance(x, numpy.ndarray) and x.dtype == numpy.float32 and (out is None or out.dtype == numpy.float32):
+        return _erf_float32(x, out)
     import scipy.special
 
-    return scipy.special.erf(x)
+    return scipy.special.erf(x, out=out)
 
 
 # erf(z) ~= x P(x^2) / Q(x^2), x = clip(z, -4, 4): the float32 rational approximation of Eigen and XLA.
@@ -236,8 +236,8 @@ _ERF_Q = (-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03, -
 _ERF_BLOCK = 16384  # entries per block: the scratch arrays stay in the CPU's cache
 
 
-def _erf_float32(z):
-    """erf of a float32 NumPy array: a rational approximation, evaluated in cache-sized blocks.
+def _erf_float32(z, out=None):
+    """erf of a float32 NumPy array (into ``out``): a rational approximation, evaluated in cache-sized blocks.
 
     SciPy's erf runs a scalar routine per element, 50-100x slower than a NumPy
     ufunc: in BERT's GELU on (B*T, d_ff) it cost about half as much as all the
@@ -248,8 +248,12 @@ def _erf_float32(z):
         x = clip(z, -4, 4)               (|z| >= 4: erf = +-1 in float32)
         erf(z) ~= x * P(x^2) / Q(x^2)    (P of degree 6, Q of degree 4, Horner's rule)
     """
-    out = numpy.empty(z.shape, dtype=numpy.float32)  # (...) C-contiguous: reshape(-1) is a view
-    z_flat, out_flat = z.reshape(-1), out.reshape(-1)  # (n,)
+    if out is None:
+        out = numpy.empty(z.shape, dtype=numpy.float32)  # (...) C-contiguous: reshape(-1) is a view
+    elif not out.flags.c_contiguous or (out is not z and numpy.may_share_memory(out, z)):
+        out[...] = _erf_float32(z)  # (...) other layouts go through a fresh array
+        return out
+    z_flat, out_flat = z.reshape(-1), out.reshape(-1)  # (n,)  out may be z itself: each block reads, then writes
     x2, P, Q = (numpy.empty(min(z_flat.shape[0], _ERF_BLOCK), dtype=numpy.float32) for _ in range(3))  # (block,)
     for start in range(0, z_flat.shape[0], _ERF_BLOCK):
         x = out_flat[start:start + _ERF_BLOCK]  # (b,) a view of the output: x first, erf at the end

@@ -289,6 +289,10 @@ def test_erf_float32_fast_path_accuracy_blocks_and_layouts():
     grid = z[:60_000].reshape(300, 200)[:, ::3].T  # a non-contiguous view
     np.testing.assert_allclose(backend.erf(grid), scipy.special.erf(grid.astype(np.float64)), rtol=0, atol=6e-7)
     assert np.isnan(backend.erf(np.float32([np.nan]))[0]) and backend.erf(np.zeros((0, 3), np.float32)).shape == (0, 3)
+    inplace, strided = z.copy(), np.empty(2 * z.size, np.float32)[::2]
+    assert backend.erf(inplace, out=inplace) is inplace and backend.erf(z, out=strided) is strided
+    np.testing.assert_array_equal(inplace, got)
+    np.testing.assert_array_equal(strided, got)
 
 
 def test_errstate_is_a_context_manager():

@@ -310,7 +310,8 @@ class BertModel(PretrainedMixin, Module):
         # The stack's layers are run one by one (Encoder.forward would hide the intermediate states).
         for layer in self.encoder.layers:
             h = layer(h, key_padding_mask=key_padding_mask, need_weights=output_attentions)  # (B, T, hidden)
-            hidden_states.append(h)
+            if output_hidden_states:  # kept only when asked for (each is (B, T, hidden))
+                hidden_states.append(h)
         pooled = self.pooler(h) if self.pooler is not None else None  # (B, hidden)
         self._cache = h.shape
         attentions = tuple(layer.attn_weights for layer in self.encoder.layers) if output_attentions else None

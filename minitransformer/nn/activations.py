@@ -92,7 +92,8 @@ def gelu_forward(x, approximate: str = "none"):
     _check_approximate(approximate)
     xp = backend.get_array_module(x)
     if approximate == "none":
-        t = backend.erf(x * _SQRT_HALF)  # (...)
+        t = x * _SQRT_HALF  # (...)
+        backend.erf(t, out=t)  # (...)  t = erf(x / sqrt 2), in place: one (...) array less
     else:
         u = x * x  # (...)  u = sqrt(2/pi) (x + 0.044715 x^3) = x (sqrt(2/pi) + sqrt(2/pi) 0.044715 x^2), in place
         u *= _SQRT_2_OVER_PI * _KAPPA

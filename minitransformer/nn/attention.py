@@ -96,7 +96,7 @@ def scaled_dot_product_attention_forward(Q, K, V, mask=None, dropout_mask=None, 
             S += mask.astype(S.dtype, copy=False)  # (..., Tq, Tk)  additive mask, in the scores' dtype
         else:
             raise TypeError(f"attention mask: expected bool (True = may attend) or float (additive), got {mask.dtype}")
-    P, _ = softmax_forward(S)  # (..., Tq, Tk)  fully masked rows -> 0
+    P, _ = softmax_forward(S, out=S)  # (..., Tq, Tk)  in S's memory; fully masked rows -> 0
     dropout_scale = 1.0 / (1.0 - dropout_p)
     if dropout_mask is None:
         Y = P @ V  # (..., Tq, d_v)

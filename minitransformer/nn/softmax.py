@@ -39,12 +39,14 @@ def _safe_row_max(xp, x):
     return xp.where(xp.isfinite(m), m, 0.0)  # (..., 1)
 
 
-def softmax_forward(x, mask=None):
+def softmax_forward(x, mask=None, out=None):
     """Softmax over the last axis.
 
     Args:
         x: (..., n) scores (float32 or float64; may contain -inf).
         mask: boolean, broadcastable to x; True = keep, False = probability 0.
+        out: (..., n) array to write P into, or None for a new one; may be x itself
+            (attention passes its scores, which it no longer needs).
     Returns:
         P: (..., n), rows summing to 1 (0 for fully masked rows), and the cache.
 
@@ -57,7 +59,7 @@ def softmax_forward(x, mask=None):
     # BEGIN SOLUTION softmax: m = row max (_safe_row_max(xp, x)), E = exp(x - m), P = E / sum(E) over the last axis
     # HINT: a fully masked row has sum(E) = 0: divide by 1 there (xp.where), so P = 0 and not NaN
     m = _safe_row_max(xp, x)  # (..., 1)
-    P = x - m  # (..., n)   every exponent <= 0: no overflow; one array, exponentiated and normalised in place
+    P = xp.subtract(x, m, out=out)  # (..., n)  x - m <= 0: no overflow; exponentiated and normalised in place
     xp.exp(P, out=P)  # (..., n)   E = exp(x - m)
     s = P.sum(axis=-1, keepdims=True)  # (..., 1)   0 only for a fully masked row
     P /= xp.where(s == 0.0, 1.0, s)  # (..., n)  P = E / sum(E); 0/1 = 0 instead of 0/0 = NaN
