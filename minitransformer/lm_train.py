@@ -343,7 +343,7 @@ def train_gpt(texts: list[str] | None = None, *, corpus: str = "builtin", n_docu
                 "vocab_size": tok.vocab_size, "size": size, "steps": steps, "batch_size": batch_size,
                 "block_size": block_size, "peak_lr": peak_lr, "warmup": warmup, "min_lr": min_lr,
                 "weight_decay": weight_decay, "dropout": dropout, "seed": seed, "time_limit": time_limit,
-                "dtype": str(dtype)}
+                "dtype": str(dtype), "config_overrides": dict(config_overrides)}
     h.evals = [e for e in h.evals if e.get("step") != len(h.steps)] + [{"step": len(h.steps), **final}]
     model.eval()
     return GPTRun(model, tok, tokenizer, h, opt, metrics, settings)
