@@ -39,9 +39,12 @@ from threadpoolctl import threadpool_limits
 #   small, batch 8, lr 5e-3, 600 s ...... 1.233x (2487 steps)   | lr 1e-2: 1.199x (2481 steps)
 #   small, batch 4, lr 1e-2: no better per token than batch 8, worse per second; lr 1.5e-2 a little better
 #   per step than 1e-2 (900 steps: 2.51 vs 2.59 nats)
-# Small batches of a small model with a high learning rate learn fastest per second here. The loss curves
-# show a plateau and then a second drop (near step 1200 at lr 5e-3, earlier at 1e-2), probably the model
-# learning to copy entities from earlier in the document ("a lamp" ... "the lamp"); not verified.
+# Small batches of a small model with a high learning rate learn fastest per second here. What the 600 s
+# model has not learnt is to copy entities: the grammar only writes "the kettle" after "a kettle", yet
+# after "Anna found a kettle in the kitchen. Ben cleaned the" it gives " kettle" log p -3.4 and the
+# never-introduced " spoon" -4.0 (-3.7 vs -3.8 the other way round): the gap left is mostly that.
+# With three times the budget (--budget 1800, same load; results/gpt_target_1800s.json) it learns the
+# copy between steps 3000 and 6000 (" kettle" -0.13 vs " spoon" -5.0) and ends at 1.108x (5940 steps).
 SETTINGS = dict(n_documents=20000, val_documents=500, tokenizer="bpe", vocab_size=2048, size="small",
                 batch_size=8, block_size=128, peak_lr=1.2e-2, warmup=100, min_lr=1e-4, weight_decay=0.1,
                 dropout=0.0, steps=100_000, eval_every=250, eval_tokens=4096)
