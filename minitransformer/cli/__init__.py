@@ -3,6 +3,9 @@
     minitransformer demo                       # train a date translator (minutes on 2 cores), show it off
     minitransformer train --task dates --steps 2000 --out run/
     minitransformer translate --checkpoint run/ "11/28/26" "Saturday, 28th of November 2026"
+    minitransformer train-gpt / generate / score   # a GPT language model
+    minitransformer pretrain-bert / finetune       # BERT: masked LM + NSP, then task heads
+    minitransformer exercises make / check         # the teaching kit
     minitransformer gradcheck                  # every op and module, float64
     minitransformer gradcheck --only softmax,LayerNorm
     minitransformer --version
@@ -40,8 +43,14 @@ examples:
   minitransformer demo                      train a small Transformer to read dates, then show it off
   minitransformer train --task dates --steps 2000 --out run/
   minitransformer translate --checkpoint run/ "11/28/26"
+  minitransformer train-gpt --steps 500 --out gpt_run/   a GPT on the built-in corpus (or --text FILE)
+  minitransformer generate --checkpoint gpt_run/ --prompt "Anna found" --top-p 0.9
+  minitransformer score --checkpoint gpt_run/ "the cat sat on the mat"
+  minitransformer pretrain-bert --out bert_run/          masked LM + next sentence, from scratch
+  minitransformer finetune --task sentiment --from minilm --out ft_run/
   minitransformer gradcheck                 check every backward pass against finite differences
   minitransformer gradcheck --only softmax  just one
+  minitransformer exercises make course/    a student copy with backward passes to write
   minitransformer COMMAND --help            more about one command
   python -m minitransformer --version"""
 
