@@ -19,10 +19,11 @@ reuses one the document already introduced ("the lamp", "Anna", or "she" for
 the last person named). Consecutive sentences of a document therefore share
 a topic's words, names and objects, which is what makes next-sentence
 prediction learnable; a sentence from another document almost always has
-another topic and other names.
+another topic and other names. Within each word list, frequencies fall off
+like Zipf's law (weight 1 / (k + 2) for the k-th word), as in real text.
 
 **The bookkeeping.** Every random choice goes through one small interface,
-``choose(weights)`` and ``word(words)`` (uniform), and adds the natural log of
+``choose(weights)`` and ``word(words, weight)``, and adds the natural log of
 its probability to a running total. The total covers every choice: the topic,
 every word, every optional part taken *or skipped*, and after each sentence
 "stop or go on" (the document's end; in ``corpus_text`` it is the ``"\\n\\n"``

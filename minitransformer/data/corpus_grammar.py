@@ -33,7 +33,9 @@ given text (the parser). The grammar itself, in the notation of the code
 
 Every sentence names an object, a place or a role, so every sentence holds a
 word of its topic: the first one tells which topic the document has, and a
-sentence from another document almost always shows another topic.
+sentence from another document almost always shows another topic. (With
+``Grammar(topical_words=False)`` only places and roles belong to a topic, and
+the first sentence is the one that must show it.)
 """
 
 from __future__ import annotations
@@ -110,6 +112,11 @@ class Grammar:
     p_very: float = 0.2
     p_adjective: float = 0.4
     zipf: float = 1.0  # word k of a list (k = 0, 1, ...) has weight 1 / (k + 2) ** zipf; 0: uniform
+    # True: objects, verbs and adjectives come from the document's topic (onions in the kitchen), so every
+    # sentence shows its topic. False: only places and roles do; objects, verbs and adjectives are shared
+    # by all topics. Less for a model to learn about topics (a GPT reaches its floor sooner), weaker
+    # next-sentence cues. The first sentence then always names a place or a role (the topic must show).
+    topical_words: bool = True
 
     def verb_lists(self) -> list:
         """Every list of (base, past) verb pairs: the shared ones, then each topic's."""
@@ -166,9 +173,13 @@ class Grammar:
             for k, item in enumerate(lst):
                 for word in (item if isinstance(item, tuple) else (item,)):
                     self.weight[word] = 1.0 / (k + 2.0) ** self.zipf
-        self.lexicons = [Lexicon(t.places, t.nouns, t.roles, self.adjectives + t.adjectives,
-                                 tuple(v[1] for v in t.verbs + self.transitive),
-                                 tuple(v[0] for v in t.verbs + self.transitive)) for t in self.topics]
+        self.lexicons = []
+        for t in self.topics:
+            shared = [t] if self.topical_words else self.topics
+            verbs = tuple(v for u in shared for v in u.verbs) + self.transitive
+            self.lexicons.append(Lexicon(t.places, tuple(n for u in shared for n in u.nouns), t.roles,
+                                         self.adjectives + tuple(a for u in shared for a in u.adjectives),
+                                         tuple(v[1] for v in verbs), tuple(v[0] for v in verbs)))
         self.iv_past = tuple(v[1] for v in self.intransitive)
         self.social_past, self.social_base = (tuple(v[i] for v in self.social) for i in (1, 0))
         self.dv_past = tuple(v[1] for v in self.ditransitive)
@@ -278,10 +289,11 @@ def simple(c, g: Grammar, s: State) -> None:
         thing(c, g, s)
 
 
-def clause(c, g: Grammar, s: State) -> None:
+def clause(c, g: Grammar, s: State, need_place_or_role: bool = False) -> None:
     """A main clause with its optional place, adverb and "because" tail."""
     lex = g.lexicons[s.topic]
-    kind = c.choose(g.clause_weights)
+    kind = c.choose(tuple(0.0 if need_place_or_role and k not in (IV, SOCIAL) else w
+                          for k, w in enumerate(g.clause_weights)))
     if kind == COP:  # the soup was (very) salty
         thing(c, g, s)
         c.emit("was")
@@ -369,7 +381,9 @@ def question(c, g: Grammar, s: State) -> None:
 def sentence(c, g: Grammar, s: State) -> None:
     """One sentence from state ``s`` (updated in place: new people and objects, the last person)."""
     w = g.form_weights
-    form = c.choose((w[0], w[1], w[2] if len(s.objects) < g.max_objects else 0.0, w[3]))
+    first = not g.topical_words and s.n_sentences == 0  # must show the topic: a place or a role
+    form = c.choose((w[0], 0.0 if first else w[1], w[2] if len(s.objects) < g.max_objects else 0.0,
+                     0.0 if first else w[3]))
     if form == QUESTION:
         question(c, g, s)
     elif form == THERE:  # there was a pan in the kitchen.
@@ -384,6 +398,6 @@ def sentence(c, g: Grammar, s: State) -> None:
             c.emit(",")
         elif _maybe(c, g.p_opener):  # in the morning, ...
             c.emit(*g.openers_split[c.choose(g.opener_weights)], ",")
-        clause(c, g, s)
+        clause(c, g, s, need_place_or_role=first)
         c.emit(".")
     s.n_sentences += 1
