@@ -24,6 +24,11 @@ predictions (M,). Three full-batch steps at lr 1e-5 move the weights very little
 printed at the end stays near what the random new classifier gives; ``--batch-size 16`` splits each epoch
 into mini-batches (an inner loop the text does not have) and shows that the same code learns.
 
+Measured on the 2-core CPU (busy: other jobs shared it): the text's loop, 3 full-batch steps on the 778
+training sentences (input_ids (778, 17)), loss 0.6931 -> 0.6919, held-out accuracy 55.0%, 61 CPU seconds,
+3.1 GB peak memory (one batch of 778); with --batch-size 16, loss 0.652 -> 0.074, held-out accuracy
+81.0%, 277 CPU seconds, 0.7 GB.
+
     python examples/course_text_finetune.py                    # the text's loop: 3 full-batch steps
     python examples/course_text_finetune.py --batch-size 16    # 3 epochs of mini-batches
     python examples/course_text_finetune.py --limit 8 --test-limit 4    # seconds (the test suite runs this)

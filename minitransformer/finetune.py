@@ -417,7 +417,7 @@ class Task:
 
 TASKS = {
     "sentiment": Task("sentiment", BertForSequenceClassification, "sentiment of short reviews (2 classes)",
-                      "accuracy", epochs=3, lr=5e-5, batch_size=16, max_length=64),
+                      "accuracy", epochs=4, lr=5e-5, batch_size=16, max_length=64),
     "ner": Task("ner", BertForTokenClassification, "IOB2 tags of PER/LOC/ORG/DATE entities",
                 "f1", epochs=3, lr=5e-5, batch_size=16, max_length=64),
     "qa": Task("qa", BertForQuestionAnswering, "answer spans in short biographies",
