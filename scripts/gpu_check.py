@@ -279,13 +279,16 @@ def gpt_step(gpu: str, repeats: int, dry_run: bool) -> dict:
     c = dict(GPT_BENCH)
     if dry_run:
         c.update(d_model=64, n_heads=4, d_ff=256, n_layers=2, T=32, B=4, vocab_size=500)
-    backend.use(gpu)
-    xp = backend.xp()
-    sync = (lambda: xp.cuda.Device().synchronize()) if gpu == "cupy" else (lambda: None)
     config = GPTConfig(vocab_size=c["vocab_size"], max_len=c["T"], d_model=c["d_model"], n_heads=c["n_heads"],
                        n_layers=c["n_layers"], d_ff=c["d_ff"], dropout=0.0)
+    backend.use("numpy")
     backend.manual_seed(0)
-    model = GPT(config)
+    model = GPT(config)  # built on the host; torch's copy is made from these weights, then ours moves
+    torch_step = _torch_gpt_step(model, c, gpu)
+    backend.use(gpu)
+    model.to(gpu)
+    xp = backend.xp()
+    sync = (lambda: xp.cuda.Device().synchronize()) if gpu == "cupy" else (lambda: None)
     opt = optim.AdamW(model.parameters(), lr=1e-4)
     rng = backend.host_rng(0)
     ids = xp.asarray(rng.integers(0, c["vocab_size"], (c["B"], c["T"])))  # (B, T)
@@ -298,7 +301,8 @@ def gpt_step(gpu: str, repeats: int, dry_run: bool) -> dict:
         opt.step()
 
     times = {"ours": [], "torch": []}
-    torch_step = _torch_gpt_step(model, c, ids, targets, gpu)
+    if torch_step:
+        torch_step = torch_step(backend.to_numpy(ids), backend.to_numpy(targets))
     for _ in range(3):  # warm-up: kernels compiled, memory pools filled
         ours()
         if torch_step:
@@ -324,36 +328,39 @@ def gpt_step(gpu: str, repeats: int, dry_run: bool) -> dict:
     return result
 
 
-def _torch_gpt_step(model, c, ids, targets, gpu):
-    """A torch GPT with the same weights (benchmarks/bench_vs_torch.py builds it), or None without torch."""
+def _torch_gpt_step(model, c, gpu):
+    """A torch GPT with our model's weights (benchmarks/bench_vs_torch.py builds and fills it), as a function
+    of the host batch returning one AdamW step; None without torch."""
     try:
         import torch
-    except ImportError:
-        log("  torch not installed: ours only")
-        return None
-    try:
-        from benchmarks.bench_vs_torch import torch_gpt_from_ours
+
+        from benchmarks.bench_vs_torch import build_torch, copy_gpt_to_torch
     except ImportError as e:
         log(f"  no torch reference GPT ({e}): ours only")
         return None
-    from minitransformer import backend
-
-    device = "cuda" if gpu == "cupy" else "cpu"
-    net = torch_gpt_from_ours(model).to(device)
+    device = "cuda" if gpu == "cupy" and torch.cuda.is_available() else "cpu"
+    net = build_torch({**c, "kind": "gpt", "dropout": 0.0})
+    copy_gpt_to_torch(model, net)
+    net = net.to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
-    tid = torch.as_tensor(backend.to_numpy(ids), device=device)
-    ttg = torch.as_tensor(backend.to_numpy(targets), device=device)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    log(f"  torch reference GPT on {device}")
 
-    def step():
-        opt.zero_grad(set_to_none=True)
-        logits = net(tid)
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), ttg.reshape(-1))
-        loss.backward()
-        opt.step()
-        sync()
+    def bind(ids, targets):
+        tid = torch.as_tensor(ids, device=device)
+        ttg = torch.as_tensor(targets, device=device)
 
-    return step
+        def step():
+            opt.zero_grad(set_to_none=True)
+            logits = net(tid)
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), ttg.reshape(-1))
+            loss.backward()
+            opt.step()
+            sync()
+
+        return step
+
+    return bind
 
 
 def main() -> int:
