@@ -272,8 +272,8 @@ def train_gpt(texts: list[str] | None = None, *, corpus: str = "builtin", n_docu
         tokenizer: "char" (the characters of the training and held-out text) or "bpe" (``vocab_size``
             tokens, learnt from the training text only; bytes cover anything).
         size: a key of ``SIZES``; ``config_overrides`` change single GPTConfig fields.
-        steps, batch_size, block_size (= the model's max_len), peak_lr, warmup, min_lr, weight_decay,
-            dropout: training settings.
+        steps, batch_size, block_size, peak_lr, warmup, min_lr, weight_decay, dropout: training
+            settings (block_size is the model's max_len).
         time_limit: stop training when this many seconds have passed since the call (corpus, tokenizer and
             training together; the final evaluation comes after); the learning-rate cosine follows the clock.
         eval_every: also evaluate every N steps on the first ``eval_tokens`` validation tokens.

@@ -65,7 +65,7 @@ class SpecialIds(NamedTuple):
 
     @classmethod
     def from_tokenizer(cls, tokenizer) -> SpecialIds:
-        """From a ``WordPieceTokenizer`` (its [PAD] [CLS] [SEP] [MASK] ids and ``all_special_ids``)."""
+        """From a ``WordPieceTokenizer`` (ids of `[PAD]`, `[CLS]`, `[SEP]`, `[MASK]`; ``all_special_ids``)."""
         return cls(tokenizer.pad_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.mask_token_id,
                    tokenizer.vocab_size, tuple(sorted(tokenizer.all_special_ids)))
 
@@ -196,7 +196,7 @@ def mask_tokens(input_ids, special_ids: Sequence[int], mask_id: int, vocab_size:
 
     Args:
         input_ids: (B, T) int token ids (any backend; drawn on the host).
-        special_ids: ids never chosen and never used as random replacements ([PAD] [UNK] [CLS] [SEP] [MASK]).
+        special_ids: never chosen, never random replacements (`[PAD]`, `[UNK]`, `[CLS]`, `[SEP]`, `[MASK]`).
         mask_id: the [MASK] id.
         vocab_size: ids are in [0, vocab_size); random replacements are the non-special ones.
         rng: a ``numpy.random.Generator`` (``backend.host_rng(seed)``).
