@@ -44,6 +44,7 @@ absolute times. Not a test: the smoke test runs ``--quick`` and checks only the 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import datetime
 import gc
@@ -198,8 +199,12 @@ def bert_config(spec: dict):
 
 def ours_steps(spec: dict, model, batch: dict) -> dict:
     """{"forward": fn, "train": fn} for our model; each call does one step."""
-    from minitransformer.nn.module import no_grad
     from minitransformer.optim import AdamW
+
+    try:
+        from minitransformer.nn.module import no_grad
+    except ImportError:  # a version before no_grad() (to measure "before" numbers): forward, then clear_cache
+        no_grad = contextlib.nullcontext
 
     kind = spec["kind"]
     opt = AdamW(model.parameters(), lr=1e-4, weight_decay=0.01) if "train" in spec["modes"] else None
@@ -208,10 +213,13 @@ def ours_steps(spec: dict, model, batch: dict) -> dict:
         model.eval()
         with no_grad():  # inference: no caches kept (torch: inference_mode)
             if kind == "seq2seq":
-                return model(batch["src"], batch["tgt_in"])  # (B, T, V)
-            if kind == "gpt":
-                return model(batch["tgt_in"])  # (B, T, V)
-            return model(batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+                out = model(batch["src"], batch["tgt_in"])  # (B, T, V)
+            elif kind == "gpt":
+                out = model(batch["tgt_in"])  # (B, T, V)
+            else:
+                out = model(batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        model.clear_cache()  # a no-op after no_grad()
+        return out
 
     def train():
         model.train()
@@ -602,7 +610,8 @@ def parse_args(argv=None):
                    help="auto: also rerun with OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset when either is set; "
                         "found: as found only; both: always rerun")
     p.add_argument("--out-dir", default=None,
-                   help="where to write bench_vs_torch.json/.md (default benchmarks/results; --quick: nothing)")
+                   help="where to write bench_vs_torch.json/.md (_threadsN when --threads is not 2; default "
+                        "benchmarks/results; --quick: nothing)")
     p.add_argument("--json-out", default=None, help=argparse.SUPPRESS)
     p.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--variant-child", action="store_true", help=argparse.SUPPRESS)
@@ -648,9 +657,10 @@ def main(argv=None) -> int:
     out_dir = args.out_dir or (None if args.quick else str(ROOT / "benchmarks" / "results"))
     if out_dir:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
-        (Path(out_dir) / "bench_vs_torch.json").write_text(json.dumps({"variants": dict(records)}, indent=1))
-        (Path(out_dir) / "bench_vs_torch.md").write_text(markdown(records))
-        print(f"\nwritten: {out_dir}/bench_vs_torch.json, bench_vs_torch.md")
+        stem = "bench_vs_torch" if THREADS == 2 else f"bench_vs_torch_threads{THREADS}"
+        (Path(out_dir) / f"{stem}.json").write_text(json.dumps({"variants": dict(records)}, indent=1))
+        (Path(out_dir) / f"{stem}.md").write_text(markdown(records))
+        print(f"\nwritten: {out_dir}/{stem}.json, {stem}.md")
     return 0
 
 
