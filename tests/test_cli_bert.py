@@ -90,8 +90,11 @@ def test_minutes_limit_the_training_time(tmp_path, capsys):
                            "--out", str(tmp_path / "run")], capsys)
     assert code == 0, err
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert m["steps"] == 1 and m["max_steps"] == 1000 and m["max_seconds"] == pytest.approx(0.006)
-    assert "trained 1 steps" in out
+    # Training stops at the first step that ends past the budget: a tiny model on a quiet machine may fit
+    # a few steps into 6 ms, never the 1000 asked for, and never stops before the budget is spent.
+    assert m["max_steps"] == 1000 and m["max_seconds"] == pytest.approx(0.006)
+    assert 1 <= m["steps"] < 1000 and m["seconds"] >= 0.006
+    assert f"trained {m['steps']} steps" in out
 
 
 def test_errors_are_one_line(tmp_path, capsys):
