@@ -217,6 +217,14 @@ def test_eval_batches_are_fixed_by_their_seed():
             np.testing.assert_array_equal(backend.to_numpy(getattr(x, k)), backend.to_numpy(getattr(y, k)))
 
 
+def test_eval_batches_hold_spans_or_single_sentences():
+    tokens = lambda batches: sum(int(backend.to_numpy(x.attention_mask).sum()) for x in batches)  # noqa: E731
+    spans = eval_batches(_docs(), IDS, 16, n_pairs=30, batch_size=8, spans=True)
+    single = eval_batches(_docs(), IDS, 16, n_pairs=30, batch_size=8)
+    assert max(x.input_ids.shape[1] for x in spans) <= 16
+    assert tokens(spans) > tokens(single)  # more sentences per side, same pairs budget
+
+
 def test_split_documents():
     train, held = split_documents(list(range(50)), 0.1)
     assert train == list(range(45)) and held == list(range(45, 50))
@@ -316,6 +324,15 @@ def test_pretrain_stops_at_the_time_budget():
     assert 1 <= run.metrics["steps"] < 10_000 and run.metrics["max_seconds"] == 0.5
     assert run.history.seconds >= 0.5 and run.history.seconds < 5.0
     assert run.history.lr[-1] < 0.05 * run.metrics["lr"]  # decayed with time
+
+
+def test_pretrain_pairs_spans_by_default_single_sentences_on_request():
+    kwargs = dict(vocab_size=60, size="tiny", steps=3, batch_size=4, max_len=96, eval_pairs=20, progress=False)
+    spans, single = pretrain(_text_docs(30), **kwargs), pretrain(_text_docs(30), spans=False, **kwargs)
+    assert spans.metrics["spans"] is True and single.metrics["spans"] is False
+    # the same held-out pairs (same seed), but each side holds as many whole sentences as fit
+    assert spans.metrics["n_pairs"] == single.metrics["n_pairs"] == 20
+    assert spans.metrics["n_masked"] > single.metrics["n_masked"]
 
 
 def test_pretrain_errors():

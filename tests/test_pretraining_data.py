@@ -150,6 +150,48 @@ def test_nsp_labels_are_balanced_and_pairs_are_right():
             assert 0 <= i_b < len(docs[d_b])
 
 
+def _sentences(ids):
+    """Split the joined ids of a span back into its (document, position) sentences ([100 + d, 200 + i, 7] each)."""
+    assert len(ids) % 3 == 0 and ids[2::3] == [7] * (len(ids) // 3)
+    return [(ids[k] - 100, ids[k + 1] - 200) for k in range(0, len(ids), 3)]
+
+
+@pytest.mark.parametrize("budget", [6, 7, 12, 20])
+def test_nsp_spans_are_consecutive_whole_sentences_within_the_budget(budget):
+    docs = _labelled_docs(40, seed=5)
+    pairs = sample_nsp_pairs(docs, 3000, backend.host_rng(2), span_tokens=budget)
+    labels = [label for _, _, label in pairs]
+    assert _within(sum(labels), len(labels), 0.5), sum(labels)
+    longest_a = longest_pair = 0
+    for a, b, label in pairs:
+        sa, sb = _sentences(a), _sentences(b)
+        d_a, d_b = sa[0][0], sb[0][0]
+        for s in (sa, sb):  # consecutive sentences of one document
+            assert s == [(s[0][0], s[0][1] + k) for k in range(len(s))]
+        end_a = sa[-1][1]
+        assert end_a < len(docs[d_a]) - 1  # A always leaves a sentence to follow it
+        assert len(a) <= max(3, budget // 2) and len(a) + len(b) <= max(6, budget)
+        # greedy: A stops only at the budget or before the last sentence; B only at the budget or the end
+        assert len(a) + 3 > budget // 2 or end_a == len(docs[d_a]) - 2
+        assert len(a) + len(b) + 3 > budget or sb[-1][1] == len(docs[d_b]) - 1
+        if label == 0:
+            assert sb[0] == (d_a, end_a + 1)  # B continues A
+        else:
+            assert d_b != d_a  # from ANOTHER document, any sentence
+        longest_a, longest_pair = max(longest_a, len(sa)), max(longest_pair, len(sa) + len(sb))
+    assert longest_a == max(1, (budget // 2) // 3) and longest_pair >= min(budget // 3, 5)
+
+
+def test_nsp_single_sentences_are_the_default_and_spans_need_a_budget():
+    docs = _labelled_docs()
+    assert sample_nsp_pairs(docs, 50, backend.host_rng(3)) == sample_nsp_pairs(docs, 50, backend.host_rng(3),
+                                                                               span_tokens=None)
+    assert all(len(a) == len(b) == 3 for a, b, _ in sample_nsp_pairs(docs, 200, backend.host_rng(3)))
+    for bad in (1, 0, 2.5, True):
+        with pytest.raises(ValueError, match="span_tokens"):
+            sample_nsp_pairs(docs, 3, backend.host_rng(0), span_tokens=bad)
+
+
 def test_random_b_covers_every_other_document():
     docs = _labelled_docs(5, seed=2)
     docs = [d if len(d) > 1 else d + [[100 + k, 299, 7]] for k, d in enumerate(docs)]

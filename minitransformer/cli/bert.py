@@ -74,8 +74,9 @@ def _add_pretrain_parser(sub) -> None:
                    help="documents of the built-in corpus (default: %(default)s)")
     p.add_argument("--corpus-seed", type=int_at_least(0), default=0, metavar="N",
                    help="seed of the built-in corpus (default: %(default)s)")
-    p.add_argument("--vocab-size", type=int_at_least(6), default=3000, metavar="N",
-                   help="WordPiece vocabulary size, special tokens included (default: %(default)s)")
+    p.add_argument("--vocab-size", type=int_at_least(6), default=4000, metavar="N",
+                   help="WordPiece vocabulary size, special tokens included (default: %(default)s: on the built-in "
+                        "corpus nearly every word is then one token)")
     p.add_argument("--size", choices=list(SIZES), default="small",
                    help="model size (default: %(default)s); " + "; ".join(
                        f"{name}: hidden {s['hidden_size']}, {s['num_hidden_layers']} layers, "
@@ -85,11 +86,14 @@ def _add_pretrain_parser(sub) -> None:
     p.add_argument("--minutes", type=positive_float, default=None, metavar="M",
                    help="stop training after M minutes of training steps, even before --steps; the learning "
                         "rate decays with time too (default: no limit)")
-    p.add_argument("--batch-size", type=int_at_least(1), default=32, metavar="N",
+    p.add_argument("--batch-size", type=int_at_least(1), default=64, metavar="N",
                    help="sentence pairs per step (default: %(default)s)")
     p.add_argument("--max-len", type=int_at_least(5), default=64, metavar="N",
                    help="longest packed pair [CLS] A [SEP] B [SEP] in tokens, and the model's position "
                         "limit (default: %(default)s)")
+    p.add_argument("--single-sentences", action="store_true",
+                   help="A and B are one sentence each (default: spans of consecutive sentences that fill "
+                        "--max-len, as in the BERT paper: next-sentence prediction learns far faster from them)")
     p.add_argument("--lr", type=positive_float, default=5e-3, metavar="LR",
                    help="peak learning rate (default: %(default)s)")
     p.add_argument("--warmup", type=int_at_least(0), default=None, metavar="N",
@@ -146,7 +150,8 @@ def _cmd_pretrain_bert(args, parser) -> int:
                 docs, vocab_size=args.vocab_size, size=args.size, steps=args.steps, batch_size=args.batch_size,
                 max_len=args.max_len, lr=args.lr, warmup=args.warmup, seed=args.seed, dropout=args.dropout,
                 max_seconds=None if args.minutes is None else 60.0 * args.minutes,
-                eval_pairs=args.eval_pairs, eval_every=eval_every, progress=not args.no_progress)
+                eval_pairs=args.eval_pairs, eval_every=eval_every, progress=not args.no_progress,
+                spans=not args.single_sentences)
         except TrainingDivergedError as e:
             raise CommandError(f"training diverged: {e}") from None
         except ValueError as e:  # a corpus too small or without sentence pairs, a vocabulary too small

@@ -128,38 +128,70 @@ def _check_documents(docs: Sequence[TokenizedDocument]) -> list[tuple[int, int]]
     return starts
 
 
-def sample_nsp_pairs(docs: Sequence[TokenizedDocument], n: int, rng,
-                     nsp_probability: float = NSP_PROBABILITY) -> list[tuple[list[int], list[int], int]]:
-    """Draw ``n`` sentence pairs (A, B, label) for next-sentence prediction.
+def sample_nsp_pairs(docs: Sequence[TokenizedDocument], n: int, rng, nsp_probability: float = NSP_PROBABILITY,
+                     span_tokens: int | None = None) -> list[tuple[list[int], list[int], int]]:
+    """Draw ``n`` pairs (A, B, label) for next-sentence prediction: single sentences, or spans of sentences.
 
     Args:
         docs: tokenized documents (``tokenize_documents``), at least 2, one with >= 2 sentences.
         n: number of pairs.
         rng: a ``numpy.random.Generator`` (``backend.host_rng(seed)``).
-        nsp_probability: probability that B is a random sentence of another document.
+        nsp_probability: probability that B is random text of another document.
+        span_tokens: None: A and B are one sentence each. An int (the pair's token budget, ``max_len - 3``):
+            A and B are spans of whole consecutive sentences, as the BERT paper's "sentences" ("an arbitrary
+            span of contiguous text"): A takes sentences while it stays within half the budget, B takes the
+            sentences that follow (or those of another document) while A + B stays within the budget.
+            Each side keeps at least one sentence (``pack_pair`` truncates what is still too long).
     Returns:
-        ``n`` tuples ``(ids_a, ids_b, label)``, label 0 = B is A's next sentence, 1 = B is random.
+        ``n`` tuples ``(ids_a, ids_b, label)``, label 0 = B follows A, 1 = B is random.
 
     Math:
-        (d, i) ~ uniform over sentences with a successor:  A = docs[d][i]
+        (d, i) ~ uniform over sentences with a successor
         label ~ Bernoulli(nsp_probability)
-        label 0: B = docs[d][i + 1]
-        label 1: d' ~ uniform over non-empty documents != d,  B ~ uniform over the sentences of docs[d']
+        sentences:  A = docs[d][i]
+                    label 0: B = docs[d][i + 1]
+                    label 1: d' ~ uniform over non-empty documents != d,  B ~ uniform over the sentences of docs[d']
+        spans (budget L = span_tokens):
+                    A = docs[d][i : j], j the largest index <= len(docs[d]) - 1 with |A| <= L / 2 (j >= i + 1)
+                    label 0: B = docs[d][j : k],   k the largest with |A| + |B| <= L (k >= j + 1)
+                    label 1: d', s ~ uniform over its sentences,  B = docs[d'][s : k], k as above
     """
     starts = _check_documents(docs)
+    if span_tokens is not None and (isinstance(span_tokens, bool) or not isinstance(span_tokens, int)
+                                    or span_tokens < 2):
+        raise ValueError(f"sample_nsp_pairs: span_tokens must be None or an int >= 2, got {span_tokens!r}")
     non_empty = [d for d, doc in enumerate(docs) if doc]  # d holds A, so it is one of them
     rank = {d: k for k, d in enumerate(non_empty)}
     pairs = []
     for _ in range(int(n)):
         d, i = starts[int(rng.integers(len(starts)))]
+        doc = docs[d]
+        if span_tokens is None:
+            j, a = i + 1, list(doc[i])  # A = one sentence, B starts right after it
+        else:
+            j, a = _span(doc, i, span_tokens // 2, stop=len(doc) - 1)  # leave B at least one sentence
         if rng.random() < nsp_probability:
             k = int(rng.integers(len(non_empty) - 1))  # uniform over the other documents:
             k = k + 1 if k >= rank[d] else k  # skip d itself
             other = docs[non_empty[k]]
-            pairs.append((docs[d][i], other[int(rng.integers(len(other)))], 1))
+            s = int(rng.integers(len(other)))
+            b = list(other[s]) if span_tokens is None else _span(other, s, span_tokens - len(a))[1]
+            pairs.append((a, b, 1))
         else:
-            pairs.append((docs[d][i], docs[d][i + 1], 0))
+            b = list(doc[j]) if span_tokens is None else _span(doc, j, span_tokens - len(a))[1]
+            pairs.append((a, b, 0))
     return pairs
+
+
+def _span(doc: TokenizedDocument, start: int, budget: int, stop: int | None = None) -> tuple[int, list[int]]:
+    """Sentences ``doc[start:end]`` joined, ``end`` as far as ``budget`` tokens (and ``stop``) allow, >= start + 1."""
+    stop = len(doc) if stop is None else stop
+    ids = list(doc[start])  # always at least one sentence
+    end = start + 1
+    while end < stop and len(ids) + len(doc[end]) <= budget:
+        ids.extend(doc[end])
+        end += 1
+    return end, ids
 
 
 def pack_pair(ids_a: list[int], ids_b: list[int], cls_id: int, sep_id: int, max_len: int):
@@ -295,8 +327,8 @@ def make_pretraining_batch(pairs: Sequence[tuple[list[int], list[int], int]], id
 
 def pretraining_batches(docs: Sequence[TokenizedDocument], batch_size: int, max_len: int, ids: SpecialIds,
                         seed: int = 0, nsp_probability: float = NSP_PROBABILITY,
-                        mlm_probability: float = MLM_PROBABILITY,
-                        bucket_batches: int = 8) -> Iterator[PretrainingBatch]:
+                        mlm_probability: float = MLM_PROBABILITY, bucket_batches: int = 8,
+                        spans: bool = False) -> Iterator[PretrainingBatch]:
     """Endless batches of fresh NSP pairs with fresh masks, all drawn from one seeded generator.
 
     Pairs are drawn ``batch_size * bucket_batches`` at a time, sorted by length and cut into batches
@@ -311,6 +343,8 @@ def pretraining_batches(docs: Sequence[TokenizedDocument], batch_size: int, max_
         seed: the generator's seed; the same seed gives the same batches.
         nsp_probability, mlm_probability: as ``sample_nsp_pairs`` and ``mask_tokens``.
         bucket_batches: batches whose pairs are sorted by length together (>= 1).
+        spans: False: A and B are single sentences; True: spans of sentences that fill ``max_len``
+            (``sample_nsp_pairs(span_tokens=max_len - 3)``).
     Yields:
         ``PretrainingBatch``es.
     """
@@ -320,7 +354,8 @@ def pretraining_batches(docs: Sequence[TokenizedDocument], batch_size: int, max_
     _check_documents(docs)
     rng = backend.host_rng(seed)
     while True:
-        pairs = sample_nsp_pairs(docs, batch_size * bucket_batches, rng, nsp_probability)
+        pairs = sample_nsp_pairs(docs, batch_size * bucket_batches, rng, nsp_probability,
+                                 span_tokens=max_len - 3 if spans else None)
         if bucket_batches > 1:
             pairs.sort(key=lambda p: min(len(p[0]) + len(p[1]), max_len))  # stable: ties keep the draw order
         groups = [pairs[i:i + batch_size] for i in range(0, len(pairs), batch_size)]
