@@ -194,6 +194,21 @@ def set_rng_state(state: dict) -> None:
     _state.device.bit_generator.state = state["device"]
 
 
+_HOST_BLOCK = 65536  # float32 entries per block: a few such arrays stay in one core's L2 cache
+
+
+def block_size(x) -> int:
+    """How many entries of ``x`` a chain of elementwise passes should handle at a time.
+
+    On the host, NumPy makes one pass over memory per operation; running a chain of them
+    block by block keeps the block in the CPU's cache between the passes. On a GPU the
+    whole array is one block (every extra block is another kernel launch). At least 1.
+    """
+    if type(x).__module__.startswith("cupy"):
+        return max(1, x.size)
+    return _HOST_BLOCK
+
+
 def scatter_add(target, indices, values) -> None:
     """``target[indices] += values`` with repeated indices accumulating (in place).
 

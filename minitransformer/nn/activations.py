@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from .. import backend
 from .checks import check_float
-from .module import Module
+from .module import Module, is_grad_enabled
 
 __all__ = [
     "GELU", "GELUCache", "ReLU", "ReLUCache", "Tanh", "TanhCache", "get_activation",
@@ -65,7 +65,7 @@ def relu_backward(dy, cache: ReLUCache):
 
 class GELUCache(NamedTuple):
     x: object  # (...) input
-    t: object  # (...) erf(x / sqrt 2) for "none", tanh(u) for "tanh"
+    t: object  # (...) erf(x / sqrt 2) for "none", tanh(u) for "tanh"; None when forward had keep_t=False
     approximate: str  # "none" or "tanh"
 
 
@@ -74,12 +74,14 @@ def _check_approximate(approximate) -> None:
         raise ValueError(f"GELU approximate must be one of {_APPROXIMATE}, got {approximate!r}")
 
 
-def gelu_forward(x, approximate: str = "none"):
+def gelu_forward(x, approximate: str = "none", keep_t: bool = True):
     """Gaussian error linear unit, y = x * Phi(x), exact or tanh-approximated.
 
     Args:
         x: (...) input.
         approximate: "none" (erf form, BERT) or "tanh" (GPT-2's ``gelu_new``).
+        keep_t: keep t for the backward (``GELU`` passes False under ``no_grad()``: t then
+            exists one block at a time, and the cache's t is None).
     Returns:
         y: (...) same shape and dtype, and the cache.
 
@@ -91,19 +93,28 @@ def gelu_forward(x, approximate: str = "none"):
     """
     _check_approximate(approximate)
     xp = backend.get_array_module(x)
-    if approximate == "none":
-        t = x * _SQRT_HALF  # (...)
-        backend.erf(t, out=t)  # (...)  t = erf(x / sqrt 2), in place: one (...) array less
-    else:
-        u = x * x  # (...)  u = sqrt(2/pi) (x + 0.044715 x^3) = x (sqrt(2/pi) + sqrt(2/pi) 0.044715 x^2), in place
-        u *= _SQRT_2_OVER_PI * _KAPPA
-        u += _SQRT_2_OVER_PI
-        u *= x
-        t = xp.tanh(u, out=u)  # (...)  u is not needed any more
-    y = x * t  # (...)  y = 0.5 x (1 + t) = 0.5 (x t + x), in place: one temporary instead of three
-    y += x
-    y *= 0.5
-    return y, GELUCache(x, t, approximate)
+    x_flat = x.reshape(-1)  # (n,)  a view of a contiguous x
+    # The formulas run on cache-sized blocks of x (backend.block_size; one block on a GPU): the ~6 passes
+    # of each block stay in the CPU's cache instead of each going through memory over all of (B, T, d_ff).
+    step = backend.block_size(x_flat)
+    t = xp.empty(x_flat.shape if keep_t else min(step, x_flat.shape[0]), dtype=x.dtype)  # (n,) or (block,)
+    y = xp.empty(x_flat.shape, dtype=x.dtype)  # (n,)
+    for i in range(0, x_flat.shape[0], step):
+        x_b, y_b = x_flat[i:i + step], y[i:i + step]  # (b,) views
+        t_b = t[i:i + step] if keep_t else t[:x_b.shape[0]]  # (b,)  t's block, or the one scratch block
+        if approximate == "none":
+            xp.multiply(x_b, _SQRT_HALF, out=t_b)  # (b,)
+            backend.erf(t_b, out=t_b)  # (b,)  t = erf(x / sqrt 2), in place
+        else:
+            xp.multiply(x_b, x_b, out=t_b)  # (b,)  u = x (sqrt(2/pi) + sqrt(2/pi) 0.044715 x^2), built in t
+            t_b *= _SQRT_2_OVER_PI * _KAPPA
+            t_b += _SQRT_2_OVER_PI
+            t_b *= x_b
+            xp.tanh(t_b, out=t_b)  # (b,)  t = tanh(u), in place
+        xp.multiply(x_b, t_b, out=y_b)  # (b,)  y = 0.5 x (1 + t) = 0.5 (x t + x), in place
+        y_b += x_b
+        y_b *= 0.5
+    return y.reshape(x.shape), GELUCache(x, t.reshape(x.shape) if keep_t else None, approximate)  # (...), t (...)
 
 
 def gelu_backward(dy, cache: GELUCache):
@@ -204,7 +215,7 @@ class GELU(Module):
     def forward(self, x):
         """x: (...) -> y: (...)."""
         check_float(x, "GELU input")
-        y, self._cache = gelu_forward(x, self.approximate)
+        y, self._cache = gelu_forward(x, self.approximate, keep_t=is_grad_enabled())  # no_grad(): no full t
         return y
 
     def backward(self, dy):

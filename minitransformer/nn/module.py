@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from .. import backend
 from . import finite
 
-__all__ = ["Module", "ModuleList", "Parameter", "no_grad"]
+__all__ = ["Module", "ModuleList", "Parameter", "is_grad_enabled", "no_grad"]
 
 _NO_GRAD = [False]  # True inside no_grad()
 
@@ -33,6 +33,11 @@ def no_grad():
         yield
     finally:
         _NO_GRAD[0] = previous
+
+
+def is_grad_enabled() -> bool:
+    """False inside ``no_grad()``: a layer may then skip what only its backward needs (as torch's)."""
+    return not _NO_GRAD[0]
 
 
 class Parameter:
