@@ -197,6 +197,11 @@ def set_rng_state(state: dict) -> None:
 _HOST_BLOCK = 65536  # float32 entries per block: a few such arrays stay in one core's L2 cache
 
 
+def on_host(x) -> bool:
+    """True for a NumPy (host) array, False for a CuPy (GPU) one: for host-only fast paths."""
+    return not type(x).__module__.startswith("cupy")
+
+
 def block_size(x) -> int:
     """How many entries of ``x`` a chain of elementwise passes should handle at a time.
 
@@ -204,9 +209,7 @@ def block_size(x) -> int:
     block by block keeps the block in the CPU's cache between the passes. On a GPU the
     whole array is one block (every extra block is another kernel launch). At least 1.
     """
-    if type(x).__module__.startswith("cupy"):
-        return max(1, x.size)
-    return _HOST_BLOCK
+    return _HOST_BLOCK if on_host(x) else max(1, x.size)
 
 
 def scatter_add(target, indices, values) -> None:

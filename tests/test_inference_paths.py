@@ -94,3 +94,17 @@ def test_softmax_rows_with_nan_inf_and_masks():
     np.testing.assert_allclose(P[4], [0.0, 0.0, 1.0])
     y, _ = log_softmax_forward(x[3:4])
     np.testing.assert_allclose(backend.to_numpy(y)[0], np.log(e / e.sum()), rtol=1e-6)
+
+
+def test_row_max_host_and_device_branches_agree(rng, monkeypatch):
+    x = randn(rng, 2, 3, 7, 9, dtype="float32")
+    x[0, 1, 2] = -float("inf")  # a fully masked row
+    P_fast, _ = softmax_forward(x)
+    monkeypatch.setattr(backend, "on_host", lambda a: False)  # the branch a CuPy array takes: max
+    P_max, _ = softmax_forward(x)
+    assert np.array_equal(backend.to_numpy(P_fast), backend.to_numpy(P_max))
+    assert not backend.to_numpy(P_fast)[0, 1, 2].any()
+
+
+def test_on_host():
+    assert backend.on_host(backend.xp().zeros(2)) == (backend.backend_name() == "numpy")
