@@ -251,7 +251,7 @@ _ERF_P = (-2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06, -5
           -7.34990630326855e-04, -2.95459980854025e-03, -1.60960333262415e-02)  # x^12, x^10, ..., x^0
 _ERF_Q = (-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03, -7.37332916720468e-03,
           -1.42647390514189e-02)  # x^8, ..., x^0
-_ERF_BLOCK = 16384  # entries per block: the scratch arrays stay in the CPU's cache
+_ERF_BLOCK = 65536  # entries per block: the scratch arrays stay in the CPU's cache
 
 
 def _erf_float32(z, out=None):
@@ -272,21 +272,28 @@ def _erf_float32(z, out=None):
         out[...] = _erf_float32(z)  # (...) other layouts go through a fresh array
         return out
     z_flat, out_flat = z.reshape(-1), out.reshape(-1)  # (n,)  out may be z itself: each block reads, then writes
-    x2, P, Q = (numpy.empty(min(z_flat.shape[0], _ERF_BLOCK), dtype=numpy.float32) for _ in range(3))  # (block,)
+    n = min(z_flat.shape[0], _ERF_BLOCK)
+    x2_all, P_all, Q_all = (numpy.empty(n, dtype=numpy.float32) for _ in range(3))  # (block,) scratch
     for start in range(0, z_flat.shape[0], _ERF_BLOCK):
         x = out_flat[start:start + _ERF_BLOCK]  # (b,) a view of the output: x first, erf at the end
         b = x.shape[0]
+        # the views are made once per block: `P[:b] *= ...` would also copy the block back onto itself
+        x2, P, Q = (x2_all, P_all, Q_all) if b == n else (x2_all[:b], P_all[:b], Q_all[:b])  # (b,)
         numpy.minimum(numpy.maximum(z_flat[start:start + _ERF_BLOCK], -4.0, out=x), 4.0, out=x)  # clip to [-4, 4]
-        numpy.multiply(x, x, out=x2[:b])
-        P[:b], Q[:b] = _ERF_P[0], _ERF_Q[0]
-        for c in _ERF_P[1:]:
-            P[:b] *= x2[:b]
-            P[:b] += c
-        for c in _ERF_Q[1:]:
-            Q[:b] *= x2[:b]
-            Q[:b] += c
-        P[:b] *= x
-        numpy.divide(P[:b], Q[:b], out=x)  # (b,) erf = x P / Q
+        numpy.multiply(x, x, out=x2)  # (b,)
+        # Horner's rule, started at p0 x^2 instead of a fill: P = (..((p0 x2 + p1) x2 + p2) ..) x2 + p6
+        numpy.multiply(x2, _ERF_P[0], out=P)  # (b,)
+        for c in _ERF_P[1:-1]:
+            P += c
+            P *= x2
+        P += _ERF_P[-1]
+        numpy.multiply(x2, _ERF_Q[0], out=Q)  # (b,)
+        for c in _ERF_Q[1:-1]:
+            Q += c
+            Q *= x2
+        Q += _ERF_Q[-1]
+        P *= x
+        numpy.divide(P, Q, out=x)  # (b,) erf = x P / Q
     return out
 
 

@@ -15,7 +15,7 @@ from .feedforward import FeedForward
 from .layernorm import LayerNorm, layernorm_backward, layernorm_forward
 from .linear import Linear, linear_backward, linear_forward
 from .losses import CrossEntropyLoss, cross_entropy_backward, cross_entropy_forward
-from .module import Module, ModuleList, Parameter, no_grad
+from .module import Module, ModuleList, Parameter, is_grad_enabled, no_grad
 from .multihead import MultiHeadAttention, multi_head_attention_backward, multi_head_attention_forward
 from .positional import (
     LearnedPositionalEmbedding,
@@ -35,6 +35,7 @@ __all__ = [
     "embedding_backward", "embedding_forward", "gelu_backward", "gelu_forward", "get_activation",
     "layernorm_backward", "layernorm_forward", "linear_backward", "linear_forward",
     "log_softmax_backward", "log_softmax_forward", "multi_head_attention_backward",
-    "multi_head_attention_forward", "no_grad", "relu_backward", "relu_forward", "scaled_dot_product_attention_backward",
+    "is_grad_enabled", "multi_head_attention_forward", "no_grad",
+    "relu_backward", "relu_forward", "scaled_dot_product_attention_backward",
     "scaled_dot_product_attention_forward", "sinusoidal_table", "softmax_backward", "softmax_forward",
 ]
