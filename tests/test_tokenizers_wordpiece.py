@@ -332,3 +332,28 @@ def test_encode_and_batch_errors():
         tok.decode([5, 7, -1])
     with pytest.raises(ValueError, match="use batch_decode"):
         tok.decode(backend.asarray([[5, 6]], dtype="int64"))
+
+
+def _slow_basic(tok, text):
+    """BasicTokenizer's per-character rules, ASCII fast paths bypassed (a non-ASCII marker added, removed)."""
+    marker = "\u00e9"  # é: makes the text non-ASCII, so normalize and _split_words take the per-character path
+    words = tok._split_words(tok.normalize(text + " " + marker))
+    assert words[-1] in (marker, "e")  # é, or e once accents are stripped
+    return words[:-1]
+
+
+@pytest.mark.parametrize("lower", [True, False])
+def test_basic_tokenizer_ascii_fast_path_equals_the_character_rules(lower):
+    hyp = pytest.importorskip("hypothesis")
+    st = hyp.strategies
+
+    @hyp.settings(max_examples=300, deadline=None, derandomize=True)
+    @hyp.given(st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=127), max_size=40))
+    def check(text):
+        tok = BasicTokenizer(do_lower_case=lower)
+        assert tok._split_words(tok.normalize(text)) == _slow_basic(tok, text)
+
+    check()
+    tok = BasicTokenizer(do_lower_case=lower)
+    text = "Hello,\tWORLD!\x00 don't\x7f stop\x0b(now)... a-b_c [x]{y}~`z` 3.14\r\n"
+    assert tok._split_words(tok.normalize(text)) == _slow_basic(tok, text)
