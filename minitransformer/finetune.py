@@ -13,7 +13,9 @@ add one randomly initialised layer, train everything for a few epochs with Adam(
 rate, warmup then decay. ``finetune`` returns a ``FinetuneResult`` (the model, its tokenizer, held-out
 metrics, the loss history, every setting) that ``save_finetuned`` writes as a Hugging Face folder.
 
-- sentiment (``BertForSequenceClassification``): one label per sentence from the [CLS] pooler; accuracy.
+- sentiment (``BertForSequenceClassification``): one label per sentence; accuracy. By default the classifier
+  reads the mean of the last hidden states over the real tokens (``pooling="mean"``: all-MiniLM-L6-v2 was
+  trained as a mean-pooled sentence encoder); ``pooling="cls"`` is BERT's [CLS] pooler, as in the paper.
 - ner (``BertForTokenClassification``): one IOB2 tag per word. WordPiece may cut a word into several
   pieces: the first piece carries the word's label, the others -100 (ignored by the loss), and the word's
   prediction is read at its first piece (``align_word_labels``). Score: entity-level F1 (``entity_f1``:
@@ -413,11 +415,14 @@ class Task:
     lr: float
     batch_size: int
     max_length: int
+    pooling: str = "cls"  # sequence classification: "cls" ([CLS] pooler) or "mean" (mean over real tokens)
 
 
 TASKS = {
+    # sentiment: lr 2e-5 and mean pooling chosen on a dev split of the training sentences, never on the held-out
+    # file (issue 6; benchmarks/results/sentiment_dev_selection.json); pooling="cls" is BERT's own head.
     "sentiment": Task("sentiment", BertForSequenceClassification, "sentiment of short reviews (2 classes)",
-                      "accuracy", epochs=4, lr=5e-5, batch_size=16, max_length=64),
+                      "accuracy", epochs=4, lr=2e-5, batch_size=16, max_length=64, pooling="mean"),
     "ner": Task("ner", BertForTokenClassification, "IOB2 tags of PER/LOC/ORG/DATE entities",
                 "f1", epochs=3, lr=5e-5, batch_size=16, max_length=64),
     "qa": Task("qa", BertForQuestionAnswering, "answer spans in short biographies",
@@ -447,7 +452,7 @@ def _load_split(task: Task, split: str) -> list:
 
 
 def load_start(source="minilm", head=BertForSequenceClassification, num_labels: int = 2, *, init: str = "pretrained",
-               tokenizer=None, dtype="float32", seed: int = 0):
+               tokenizer=None, dtype="float32", seed: int = 0, pooling: str | None = None):
     """The starting point of fine-tuning: a head model and its tokenizer.
 
     Args:
@@ -461,6 +466,8 @@ def load_start(source="minilm", head=BertForSequenceClassification, num_labels: 
         tokenizer: a WordPieceTokenizer (default: the folder's vocab.txt).
         dtype: "float32" or "float64".
         seed: seeds the new weights and the dropout masks (``backend.manual_seed``).
+        pooling: None (the source config's ``classifier_pooling``, "cls" for a transformers folder), "cls" or
+            "mean": what a BertForSequenceClassification head classifies (see ``BertConfig.classifier_pooling``).
     Returns:
         (model in train mode, tokenizer, notes: the loader's warnings, e.g. which weights are new).
     """
@@ -487,7 +494,10 @@ def load_start(source="minilm", head=BertForSequenceClassification, num_labels: 
             config = BertConfig.from_dict(read_config(folder))
         except (TypeError, ValueError) as e:
             raise ValueError(f"{folder / 'config.json'}: {e}") from None
-    config = replace(config, num_labels=int(num_labels))
+    overrides = {"num_labels": int(num_labels)}
+    if pooling is not None:
+        overrides["classifier_pooling"] = pooling
+    config = replace(config, **overrides)
     if tokenizer.vocab_size > config.vocab_size:
         raise ValueError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model only {config.vocab_size} "
                          "embeddings: use the model's own vocab.txt")
@@ -495,7 +505,7 @@ def load_start(source="minilm", head=BertForSequenceClassification, num_labels: 
         model = head(config, dtype=dtype)
     else:
         def build(c, dtype):  # load_pretrained's ``cls``: the head with this task's number of labels
-            return head(replace(c, num_labels=int(num_labels)), dtype=dtype)
+            return head(replace(c, **overrides), dtype=dtype)
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -608,7 +618,8 @@ def finetune(task="sentiment", source="minilm", *, init: str = "pretrained", epo
              lr: float | None = None, batch_size: int | None = None, max_length: int | None = None,
              optimizer: str = "adamw", weight_decay: float = 0.01, warmup: float = 0.1, clip_norm: float | None = 1.0,
              freeze_word_embeddings: bool = False, train=None, test=None, tokenizer=None, max_steps: int | None = None,
-             eval_each_epoch: bool = False, seed: int = 0, dtype="float32", progress: bool = True) -> FinetuneResult:
+             eval_each_epoch: bool = False, seed: int = 0, dtype="float32", progress: bool = True,
+             pooling: str | None = None) -> FinetuneResult:
     """Fine-tune a BERT head on a task and score it on held-out data.
 
     Args:
@@ -630,6 +641,8 @@ def finetune(task="sentiment", source="minilm", *, init: str = "pretrained", epo
         seed: weights of the new layer, dropout masks, batch order.
         dtype: "float32" or "float64".
         progress: a tqdm bar on stderr.
+        pooling: sentiment only: "cls" (BERT's [CLS] pooler) or "mean" (the mean of the last hidden states over
+            the real tokens, how all-MiniLM-L6-v2 was trained); None = the task's default.
     Returns:
         FinetuneResult.
     """
@@ -647,9 +660,16 @@ def finetune(task="sentiment", source="minilm", *, init: str = "pretrained", epo
                          f"{epochs}, batch_size={batch_size}, lr={lr}, warmup={warmup}")
     if optimizer not in ("adamw", "adam"):
         raise ValueError(f"optimizer must be 'adamw' or 'adam', got {optimizer!r}")
+    pooling = task.pooling if pooling is None else pooling
+    if pooling not in ("cls", "mean"):
+        raise ValueError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
+    if pooling != "cls" and task.head is not BertForSequenceClassification:
+        raise ValueError(f"pooling={pooling!r} is an option of sequence classification, not of the {task.name} task")
+    if task.head is not BertForSequenceClassification:
+        pooling = None  # the token and span heads read every token's state: no pooling
     labels = _labels(task)
     model, tokenizer, notes = load_start(source, task.head, len(labels), init=init, tokenizer=tokenizer, dtype=dtype,
-                                         seed=seed)
+                                         seed=seed, pooling=pooling)
     max_length = min(max_length, model.config.max_position_embeddings)  # a small pre-trained model has fewer
     train = list(_load_split(task, "train") if train is None else train)
     test = list(_load_split(task, "test") if test is None else test)
@@ -686,7 +706,7 @@ def finetune(task="sentiment", source="minilm", *, init: str = "pretrained", epo
         "steps_per_epoch": steps_per_epoch, "lr": lr, "batch_size": batch_size, "max_length": max_length,
         "optimizer": optimizer, "weight_decay": weight_decay, "warmup_steps": warmup_steps, "schedule": "warmup_cosine",
         "clip_norm": clip_norm, "freeze_word_embeddings": bool(freeze_word_embeddings), "seed": seed,
-        "dtype": str(dtype), "train_examples": len(train), "test_examples": len(test),
+        "dtype": str(dtype), "pooling": pooling, "train_examples": len(train), "test_examples": len(test),
         "parameters": model.num_parameters(), "trained_parameters": sum(int(p.data.size) for _, p in named),
         "model_config": model.config.to_dict(), "load_notes": notes,
     }

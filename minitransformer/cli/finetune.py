@@ -92,6 +92,10 @@ def _add_finetune_parser(sub) -> None:
                    help="weight decay (default: %(default)s)")
     p.add_argument("--warmup", type=float, default=0.1, metavar="FRACTION",
                    help="fraction of the steps with linear warmup (default: %(default)s)")
+    p.add_argument("--pooling", choices=("cls", "mean"), default=None,
+                   help="sentiment: classify the [CLS] pooler (cls) or the mean of the last hidden states over the "
+                        "real tokens (mean, how all-MiniLM-L6-v2 was trained) (default: the task's, " + ", ".join(
+                       f"{t.name} {t.pooling}" for t in TASKS.values() if t.name == "sentiment") + ")")
     p.add_argument("--freeze-word-embeddings", action="store_true",
                    help="keep the word-embedding table fixed (faster steps)")
     p.add_argument("--max-steps", type=int_at_least(1), default=None, metavar="N",
@@ -130,6 +134,8 @@ def _cmd_finetune(args, parser) -> int:
         parser.error(f"--warmup is a fraction of the steps in [0, 1), got {args.warmup}")
     if args.weight_decay < 0.0:
         parser.error(f"--weight-decay must be >= 0, got {args.weight_decay}")
+    if args.pooling is not None and args.task != "sentiment":
+        parser.error(f"--pooling is an option of the sentiment task (sequence classification), not of {args.task}")
     if args.random_init and args.source == "random":
         parser.error("--random-init needs --from minilm or a folder (--from random is already random)")
     check_out_dir(args.out, parser)
@@ -148,7 +154,7 @@ def _cmd_finetune(args, parser) -> int:
                 max_length=args.max_length, optimizer=args.optimizer, weight_decay=args.weight_decay,
                 warmup=args.warmup, freeze_word_embeddings=args.freeze_word_embeddings, train=train, test=test,
                 max_steps=args.max_steps, eval_each_epoch=args.eval_each_epoch, seed=args.seed,
-                progress=not args.no_progress)
+                progress=not args.no_progress, pooling=args.pooling)
         except TrainingDivergedError as e:
             raise CommandError(f"training diverged: {e}") from None
         except (FileNotFoundError, ValueError) as e:  # no such folder, MiniLM not installed, a foreign config

@@ -64,6 +64,10 @@ class BertConfig:
     num_labels: int = 2
     classifier_dropout: float | None = None
     problem_type: str | None = None
+    # minitransformer's own option (not a transformers field): what BertForSequenceClassification classifies,
+    # "cls" = BERT's [CLS] pooler (the paper, Hugging Face), "mean" = the mean of the last hidden states over the
+    # real tokens (how sentence-transformers models such as all-MiniLM-L6-v2 were trained); see bert_heads.py.
+    classifier_pooling: str = "cls"
 
     def __post_init__(self):
         for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
@@ -80,6 +84,8 @@ class BertConfig:
                 raise ValueError(f"BertConfig.{name} must be in [0, 1), got {p}")
         if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
             raise ValueError(f"BertConfig.pad_token_id={self.pad_token_id} is not in [0, vocab_size={self.vocab_size})")
+        if self.classifier_pooling not in ("cls", "mean"):
+            raise ValueError(f"BertConfig.classifier_pooling must be 'cls' or 'mean', got {self.classifier_pooling!r}")
         if self.problem_type not in _PROBLEM_TYPES:
             raise ValueError(f"BertConfig.problem_type must be one of {_PROBLEM_TYPES}, got {self.problem_type!r}")
 

@@ -18,6 +18,7 @@ Ref: Devlin et al. 2019, Section 3.1 (masked LM, next sentence prediction), Sect
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .. import backend
 from ..nn.activations import get_activation
@@ -102,6 +103,37 @@ def _bce_backward(dloss, cache):
     z, y = cache
     sigmoid = 0.5 * (1.0 + backend.get_array_module(z).tanh(0.5 * z))  # (B, C)  stable sigmoid
     return (float(dloss) / z.size) * (sigmoid - y)  # (B, C)  inverts loss = mean(BCE(z, y))
+
+
+class MeanPoolCache(NamedTuple):
+    w: object  # (B, T) weight of each position: mask / (number of real tokens of its row), 0 at padding
+
+
+def _mean_pool_forward(h, attention_mask=None):
+    """Mean of the token states over the real tokens: h (B, T, hidden), attention_mask (B, T) or None.
+
+    Returns (pooled (B, hidden), cache). Padding positions get weight 0, so extra padding changes nothing;
+    a row without a real token gives zeros, not 0 / 0. (Sentence-BERT's MEAN pooling: Reimers and
+    Gurevych 2019, Section 3; how all-MiniLM-L6-v2 was trained.)
+
+    Math:
+        n[b] = max(sum_t mask[b, t], 1),  w[b, t] = mask[b, t] / n[b]
+        pooled[b] = sum_t w[b, t] h[b, t]
+    """
+    xp = backend.get_array_module(h)
+    if attention_mask is None:
+        m = xp.ones(h.shape[:2], dtype=h.dtype)  # (B, T) every position is a real token
+    else:
+        m = (attention_mask != 0).astype(h.dtype)  # (B, T) 1.0 = token, 0.0 = padding
+    n = xp.maximum(m.sum(axis=1, keepdims=True), 1.0)  # (B, 1) real tokens per row (at least 1)
+    w = m / n  # (B, T)
+    pooled = (w[:, None, :] @ h)[:, 0, :]  # (B, hidden)  one batched matmul: (B, 1, T) @ (B, T, hidden)
+    return pooled, MeanPoolCache(w)
+
+
+def _mean_pool_backward(dpooled, cache: MeanPoolCache):
+    """dh[b, t] = w[b, t] dpooled[b]: (B, hidden) -> (B, T, hidden), zero at padding."""
+    return cache.w[:, :, None] * dpooled[:, None, :]  # (B, T, hidden)  inverts pooled[b] = sum_t w[b, t] h[b, t]
 
 
 def _check_labels(labels, shape, what: str, dims: str) -> None:
@@ -323,7 +355,13 @@ class BertForSequenceClassification(_Head):
     Loss as Hugging Face: ``config.problem_type``, or inferred: regression (MSE) when num_labels == 1,
     single-label cross-entropy for integer labels (B,), multi-label BCE-with-logits for float labels (B, num_labels).
 
+    ``config.classifier_pooling = "mean"`` (minitransformer's option, not in transformers) classifies the mean of
+    the last hidden states over the real tokens instead of the [CLS] pooler (``_mean_pool_forward``), the sentence
+    vector a sentence-transformers encoder was trained to produce; the pooler's weights are then kept but unused.
+
     Math:
+        pooled = tanh(h[:, 0] @ W_pool + b_pool)                 "cls" (default)
+        pooled = sum_t mask[:, t] h[:, t] / sum_t mask[:, t]     "mean"
         logits = dropout(pooled) @ W_cls + b_cls
         single label: loss = mean_b -log softmax(logits_b)[labels_b]
         regression:   loss = mean (logits - labels)^2
@@ -336,6 +374,8 @@ class BertForSequenceClassification(_Head):
         super().__init__()
         c = self.config = config or BertConfig(**kwargs)
         self.bert = BertModel(c, dtype=dtype)
+        self.mean_pooling = c.classifier_pooling == "mean"
+        self._pool_cache = None  # MeanPoolCache of the last forward, with mean pooling
         self.dropout = Dropout(c.hidden_dropout_prob if c.classifier_dropout is None else c.classifier_dropout)
         self.classifier = Linear(c.hidden_size, c.num_labels, dtype=dtype)
         init_bert_weights(self.classifier, c)
@@ -344,7 +384,11 @@ class BertForSequenceClassification(_Head):
                 output_hidden_states=False, output_attentions=False) -> SequenceClassifierOutput:
         """input_ids: (B, T), labels: (B,) int, or float (B,) / (B, num_labels) -> logits (B, num_labels)."""
         out = self._bert(input_ids, attention_mask, token_type_ids, output_hidden_states, output_attentions)
-        x = self.dropout(out.pooler_output)  # (B, hidden)
+        if self.mean_pooling:
+            pooled, self._pool_cache = _mean_pool_forward(out.last_hidden_state, attention_mask)  # (B, hidden)
+        else:
+            pooled = out.pooler_output  # (B, hidden)  tanh(h[:, 0] @ W_pool + b_pool)
+        x = self.dropout(pooled)  # (B, hidden)
         logits = self.classifier(x)  # (B, num_labels)
         loss = None
         if labels is not None:
@@ -378,7 +422,12 @@ class BertForSequenceClassification(_Head):
         (dlogits,) = self._upstream((dlogits,))
         dx = self.classifier.backward(dlogits)  # (B, hidden)   inverts logits = classifier(x)
         dpooled = self.dropout.backward(dx)  # (B, hidden)      inverts x = dropout(pooled)
-        self.bert.backward(None, dpooled)  # every BERT parameter   inverts pooled = bert(input_ids).pooler_output
+        if self.mean_pooling:
+            dh = _mean_pool_backward(dpooled, self._pool_cache)  # (B, T, hidden)  inverts pooled = mean_pool(h)
+            self._pool_cache = None
+            self.bert.backward(dh, None)  # every BERT parameter but the pooler   inverts h = bert(input_ids)
+        else:
+            self.bert.backward(None, dpooled)  # every BERT parameter   inverts pooled = bert(input_ids).pooler_output
 
 
 class BertForTokenClassification(_Head):
