@@ -8,15 +8,13 @@ from minitransformer.gradcheck import check_module, check_op
 from minitransformer.nn.activations import (
     GELU,
     ReLU,
-    Tanh,
     gelu_backward,
     gelu_forward,
     get_activation,
     relu_backward,
     relu_forward,
-    tanh_backward,
-    tanh_forward,
 )
+from minitransformer.nn.tanh import Tanh, tanh_backward, tanh_forward
 from tests.conftest import assert_close, randn, require
 
 APPROX = ["none", "tanh"]

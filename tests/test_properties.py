@@ -21,8 +21,6 @@ from minitransformer.nn.activations import (
     gelu_forward,
     relu_backward,
     relu_forward,
-    tanh_backward,
-    tanh_forward,
 )
 from minitransformer.nn.attention import (
     build_attention_mask,
@@ -42,6 +40,7 @@ from minitransformer.nn.multihead import (
 )
 from minitransformer.nn.positional import add_positions_backward, add_positions_forward
 from minitransformer.nn.softmax import log_softmax_backward, log_softmax_forward, softmax_backward, softmax_forward
+from minitransformer.nn.tanh import tanh_backward, tanh_forward
 from tests.conftest import assert_close
 
 # The autouse seeding fixture in conftest is function-scoped; every example reseeds itself anyway.

@@ -12,10 +12,11 @@ from .dropout import Dropout, dropout_backward, dropout_forward
 from .embedding import Embedding, embedding_backward, embedding_forward
 from .encoder import Encoder, EncoderLayer
 from .feedforward import FeedForward
+from .grad_mode import is_grad_enabled, no_grad
 from .layernorm import LayerNorm, layernorm_backward, layernorm_forward
 from .linear import Linear, linear_backward, linear_forward
 from .losses import CrossEntropyLoss, cross_entropy_backward, cross_entropy_forward
-from .module import Module, ModuleList, Parameter, is_grad_enabled, no_grad
+from .module import Module, ModuleList, Parameter
 from .multihead import MultiHeadAttention, multi_head_attention_backward, multi_head_attention_forward
 from .positional import (
     LearnedPositionalEmbedding,

@@ -1,4 +1,4 @@
-"""Elementwise activations: ReLU, GELU (exact erf form and the tanh approximation) and tanh.
+"""Elementwise activations: ReLU and GELU (exact erf form and the tanh approximation); tanh is in tanh.py.
 
 ReLU is the original Transformer's feed-forward nonlinearity; BERT uses the
 exact GELU (and tanh in its pooler), GPT-2 the tanh approximation. Both GELUs gate the input by a
@@ -14,10 +14,11 @@ from typing import NamedTuple
 from .. import backend
 from .checks import check_float
 from .module import Module, is_grad_enabled
+from .tanh import Tanh
 
 __all__ = [
-    "GELU", "GELUCache", "ReLU", "ReLUCache", "Tanh", "TanhCache", "get_activation",
-    "gelu_backward", "gelu_forward", "relu_backward", "relu_forward", "tanh_backward", "tanh_forward",
+    "GELU", "GELUCache", "ReLU", "ReLUCache", "get_activation", "gelu_backward", "gelu_forward", "relu_backward",
+    "relu_forward",
 ]
 
 _APPROXIMATE = ("none", "tanh")
@@ -154,39 +155,6 @@ def gelu_backward(dy, cache: GELUCache):
     # END SOLUTION
 
 
-class TanhCache(NamedTuple):
-    y: object  # (...) tanh(x): the derivative is written in terms of the output
-
-
-def tanh_forward(x):
-    """Hyperbolic tangent, elementwise (BERT's pooler).
-
-    Args:
-        x: (...) input.
-    Returns:
-        y: (...) same shape and dtype, and the cache.
-
-    Math:
-        y = tanh(x) = (e^x - e^-x) / (e^x + e^-x)
-    """
-    y = backend.get_array_module(x).tanh(x)  # (...)
-    return y, TanhCache(y)
-
-
-def tanh_backward(dy, cache: TanhCache):
-    """Gradient of ``tanh_forward``, from the cached output.
-
-    Args:
-        dy: (...) upstream gradient.
-    Returns:
-        dx: (...).
-
-    Math:
-        dx = dy * (1 - y^2)
-    """
-    return dy * (1.0 - cache.y * cache.y)  # (...)   inverts y = tanh(x)
-
-
 class ReLU(Module):
     """``y = max(x, 0)`` elementwise; no parameters."""
 
@@ -224,23 +192,6 @@ class GELU(Module):
 
     def __repr__(self) -> str:
         return f"GELU(approximate={self.approximate!r})"
-
-
-class Tanh(Module):
-    """``y = tanh(x)`` elementwise; no parameters."""
-
-    def forward(self, x):
-        """x: (...) -> y: (...)."""
-        check_float(x, "Tanh input")
-        y, self._cache = tanh_forward(x)
-        return y
-
-    def backward(self, dy):
-        """dy: (...) -> dx: (...)."""
-        return tanh_backward(dy, self._pop_cache())
-
-    def __repr__(self) -> str:
-        return "Tanh()"
 
 
 # Hugging Face config names ("hidden_act") for the tanh GELU: gelu_new, gelu_pytorch_tanh.

@@ -14,31 +14,13 @@ the gradients of the inputs.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 
 from .. import backend
 from . import finite
+from .grad_mode import _NO_GRAD, is_grad_enabled, no_grad  # noqa: F401  (the last two: their old home)
 
-__all__ = ["Module", "ModuleList", "Parameter", "is_grad_enabled", "no_grad"]
-
-_NO_GRAD = [False]  # True inside no_grad()
-
-
-@contextlib.contextmanager
-def no_grad():
-    """Inference: forward passes inside keep no cache, so memory holds one layer's arrays at a time."""
-    _NO_GRAD[0], previous = True, _NO_GRAD[0]
-    try:
-        yield
-    finally:
-        _NO_GRAD[0] = previous
-
-
-def is_grad_enabled() -> bool:
-    """False inside ``no_grad()``: a layer may then skip what only its backward needs (as torch's)."""
-    return not _NO_GRAD[0]
-
+__all__ = ["Module", "ModuleList", "Parameter"]
 
 class Parameter:
     """A trainable array and its gradient (same shape, dtype and device).
