@@ -176,10 +176,10 @@ def _gelu():
     })
 
 
-@_op("tanh", "activations", ("tanh_forward",))
+@_op("tanh", "tanh", ("tanh_forward",))
 def _tanh():
     """saturated and linear regions"""
-    m = importlib.import_module(f"{NN}.activations")
+    m = importlib.import_module(f"{NN}.tanh")
     return check_op(m.tanh_forward, m.tanh_backward, (_randn(56, 2, 3, 5, scale=2.0),))
 
 
@@ -318,10 +318,10 @@ def _gelu_module():
     return _merge("GELU", {"": check_module(m.GELU(), (x,)), "tanh ": check_module(m.GELU("tanh"), (x,))})
 
 
-@_mod("Tanh", "activations", ("Tanh",))
+@_mod("Tanh", "tanh", ("Tanh",))
 def _tanh_module():
     """saturated and linear regions"""
-    m = importlib.import_module(f"{NN}.activations")
+    m = importlib.import_module(f"{NN}.tanh")
     return check_module(m.Tanh(), (_randn(57, 2, 3, 5, scale=2.0),))
 
 
