@@ -15,6 +15,18 @@ import pytest
 from minitransformer import backend
 
 
+def load_script(relative_path: str):
+    """Import a script of the repository (``"benchmarks/soak.py"``) as a module, to call its ``main``."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / relative_path
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def require(module_name: str):
     """Import ``module_name`` or skip (locally) / fail (in CI)."""
     try:

@@ -4,19 +4,12 @@ No timing is asserted (DESIGN: speed is measured in benchmarks/, never asserted 
 guards the script: both implementations build, agree, run, and every column of the table is filled.
 """
 
-import importlib.util
-from pathlib import Path
 
-from tests.conftest import require
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_vs_torch.py"
+from tests.conftest import load_script, require
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("bench_vs_torch", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/bench_vs_torch.py")
 
 
 def test_bench_quick_prints_every_column(capsys, tmp_path):

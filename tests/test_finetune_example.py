@@ -1,17 +1,15 @@
 """examples/course_text_finetune.py: the course text's loop runs on a tiny slice with the text's shapes."""
 
-import importlib.util
 import math
 from pathlib import Path
+
+from tests.conftest import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "course_text_finetune.py"
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("course_text_finetune", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("examples/course_text_finetune.py")
 
 
 def test_course_text_example_on_a_tiny_slice(capsys):

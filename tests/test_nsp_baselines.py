@@ -1,19 +1,14 @@
 """benchmarks/nsp_baselines.py: what next-sentence prediction on the built-in corpus allows without a network."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "nsp_baselines.py"
+from tests.conftest import load_script
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("nsp_baselines", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/nsp_baselines.py")
 
 
 def test_best_threshold_accuracy_by_hand():

@@ -3,22 +3,15 @@
 The real soak (30 minutes) is run by hand and reported in docs/soak.md; this only guards the script.
 """
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import require
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "soak.py"
+from tests.conftest import load_script, require
 
 
 def _load_soak():
-    spec = importlib.util.spec_from_file_location("soak_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/soak.py")
 
 
 def test_soak_smoke_writes_json_png_and_checkpoint(tmp_path, capsys):
