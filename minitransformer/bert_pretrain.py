@@ -219,7 +219,7 @@ def _texts(documents) -> list[str]:
 
 
 def budget_schedule(peak_lr: float, warmup: int, steps: int, max_seconds: float | None = None,
-                    clock: Callable | None = None) -> Callable:
+                    clock: Callable | None = None, decay_fraction: float = 1.0) -> Callable:
     """Linear warmup, then cosine decay to 0 at the end of the run: after ``steps`` steps or ``max_seconds``.
 
     Args:
@@ -228,20 +228,26 @@ def budget_schedule(peak_lr: float, warmup: int, steps: int, max_seconds: float 
         steps: the most steps of the run.
         max_seconds: the training-time budget, or None (steps only).
         clock: ``clock() -> training seconds so far`` (needed with ``max_seconds``).
+        decay_fraction: the share of the run (after warmup) over which the cosine decays; before it the
+            rate stays at ``peak_lr`` ("warmup-stable-decay"). 1.0: cosine over the whole run.
     Returns:
         ``schedule(step) -> lr`` for steps from 1.
 
     Math:
         lr(step) = peak_lr * step / warmup                                   step <= warmup
         p        = max((step - warmup) / (steps - warmup), clock() / max_seconds), clipped to [0, 1]
-        lr(step) = 0.5 * peak_lr * (1 + cos(pi * p))                         after warmup
-    Without a time budget this is ``optim.warmup_cosine(peak_lr, warmup, steps)``; with one, the decay
-    follows whichever runs out first, so a run cut short by a busy CPU still ends at a small learning rate.
+        q        = (p - (1 - decay_fraction)) / decay_fraction, clipped to [0, 1]
+        lr(step) = 0.5 * peak_lr * (1 + cos(pi * q))                         after warmup
+    Without a time budget and with decay_fraction 1 this is ``optim.warmup_cosine(peak_lr, warmup, steps)``;
+    with a budget, the decay follows whichever runs out first, so a run cut short by a busy CPU still ends at
+    a small learning rate.
     """
     if not 0 <= warmup < steps:
         raise ValueError(f"budget_schedule needs 0 <= warmup < steps, got warmup={warmup}, steps={steps}")
     if max_seconds is not None and (clock is None or not max_seconds > 0.0):
         raise ValueError(f"budget_schedule: max_seconds={max_seconds} needs a clock and a value > 0")
+    if not 0.0 < decay_fraction <= 1.0:
+        raise ValueError(f"budget_schedule: decay_fraction must be in (0, 1], got {decay_fraction}")
 
     def schedule(step) -> float:
         if step <= warmup:
@@ -249,7 +255,8 @@ def budget_schedule(peak_lr: float, warmup: int, steps: int, max_seconds: float 
         p = (step - warmup) / (steps - warmup)
         if max_seconds is not None:
             p = max(p, clock() / float(max_seconds))
-        return 0.5 * float(peak_lr) * (1.0 + math.cos(math.pi * min(1.0, max(0.0, p))))
+        q = (min(1.0, max(0.0, p)) - (1.0 - decay_fraction)) / decay_fraction  # the decay's own progress
+        return 0.5 * float(peak_lr) * (1.0 + math.cos(math.pi * min(1.0, max(0.0, q))))
 
     return schedule
 
@@ -258,7 +265,7 @@ def pretrain(documents: Sequence, vocab_size: int = 4000, size: str = "small", s
              batch_size: int = 64, max_len: int = 64, lr: float = 5e-3, warmup: int | None = None, seed: int = 0,
              dropout: float = 0.0, weight_decay: float = 0.01, max_seconds: float | None = None,
              eval_fraction: float = 0.1, eval_pairs: int = 1000, eval_every: int = 0, progress: bool = True,
-             dtype="float32", callback: Callable | None = None, spans: bool = True,
+             dtype="float32", callback: Callable | None = None, spans: bool = True, decay_fraction: float = 1.0,
              **config_overrides) -> PretrainRun:
     """Learn a WordPiece vocabulary and pre-train ``BertForPreTraining`` on ``documents``; score it held out.
 
@@ -283,6 +290,8 @@ def pretrain(documents: Sequence, vocab_size: int = 4000, size: str = "small", s
         spans: True: A and B are spans of consecutive sentences that fill ``max_len``, as in the BERT paper
             (more text on each side makes "same document?" easier to tell); False: one sentence each.
             Training and held-out pairs alike.
+        decay_fraction: the last share of the run over which the learning rate decays (``budget_schedule``);
+            1.0: cosine over the whole run.
         config_overrides: BertConfig fields that replace the size's (``hidden_size=96``, ``initializer_range=...``).
     Returns:
         a ``PretrainRun``; ``run.metrics`` holds the final held-out scores plus sizes and timings.
@@ -312,7 +321,8 @@ def pretrain(documents: Sequence, vocab_size: int = 4000, size: str = "small", s
     warmup = min(200, max(1, steps // 20)) if warmup is None else warmup
     warmup = min(warmup, steps - 1)
     clock = {"train": 0.0}  # seconds spent in training steps so far
-    schedule = budget_schedule(lr, warmup, steps, max_seconds, lambda: clock["train"]) if steps > 1 else None
+    schedule = (budget_schedule(lr, warmup, steps, max_seconds, lambda: clock["train"], decay_fraction)
+                if steps > 1 else None)
     run = PretrainRun(model, tokenizer)
     trainer = Trainer(objective, opt, lambda obj, batch: (obj(batch), batch.n_masked), schedule=schedule,
                       clip_norm=1.0, eval_fn=lambda _: evaluate(model, eval_set))
@@ -347,7 +357,8 @@ def pretrain(documents: Sequence, vocab_size: int = 4000, size: str = "small", s
     run.metrics = {
         **{k: v for k, v in scores.items() if k != "step"},
         "size": size, "steps": len(h.steps), "max_steps": steps, "max_seconds": max_seconds,
-        "batch_size": batch_size, "max_len": max_len, "spans": spans, "lr": lr, "warmup": warmup, "dropout": dropout,
+        "batch_size": batch_size, "max_len": max_len, "spans": spans, "decay_fraction": decay_fraction,
+        "lr": lr, "warmup": warmup, "dropout": dropout,
         "weight_decay": weight_decay, "seed": seed, "vocab_size": tokenizer.vocab_size,
         "parameters": model.num_parameters(), "train_documents": len(train_docs),
         "held_out_documents": len(held_out), "prepare_seconds": round(prepare_seconds, 2),

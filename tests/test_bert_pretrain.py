@@ -318,6 +318,24 @@ def test_budget_schedule_follows_steps_or_time_whichever_runs_out_first():
         budget_schedule(1e-3, 1, 10, max_seconds=5.0)
 
 
+def test_budget_schedule_warmup_stable_decay():
+    s = budget_schedule(1e-2, 10, 110, decay_fraction=0.3)  # after warmup: 100 steps, the last 30 decay
+    assert s(5) == pytest.approx(5e-3) and s(10) == pytest.approx(1e-2)
+    for step in (11, 50, 80):  # p <= 0.7: the stable phase at the peak
+        assert s(step) == pytest.approx(1e-2, rel=1e-12)
+    assert s(95) == pytest.approx(0.5e-2)  # p = 0.85: halfway through the decay, cos(pi / 2) = 0
+    assert s(110) == pytest.approx(0.0, abs=1e-18)
+    seconds = {"t": 0.0}
+    by_time = budget_schedule(1e-2, 10, 10_000, max_seconds=100.0, clock=lambda: seconds["t"], decay_fraction=0.3)
+    seconds["t"] = 60.0
+    assert by_time(20) == pytest.approx(1e-2)
+    seconds["t"] = 85.0
+    assert by_time(21) == pytest.approx(0.5e-2)
+    for bad in (0.0, -0.5, 1.5):
+        with pytest.raises(ValueError, match="decay_fraction"):
+            budget_schedule(1e-2, 10, 110, decay_fraction=bad)
+
+
 def test_pretrain_stops_at_the_time_budget():
     run = pretrain(_text_docs(30), vocab_size=60, size="tiny", steps=10_000, batch_size=4, max_len=24,
                    warmup=2, eval_pairs=20, progress=False, max_seconds=0.5)

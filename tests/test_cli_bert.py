@@ -21,7 +21,7 @@ METRIC_KEYS = {"mlm_loss", "mlm_accuracy", "nsp_loss", "nsp_accuracy", "unigram_
                "parameters", "train_documents", "held_out_documents", "seconds", "config", "corpus", "documents",
                "corpus_seed", "corpus_files", "threads", "final_train_loss", "final_train_mlm_loss",
                "final_train_nsp_loss", "max_steps", "max_seconds", "weight_decay", "prepare_seconds",
-               "final_eval_seconds", "total_seconds", "spans"}
+               "final_eval_seconds", "total_seconds", "spans", "decay_fraction"}
 
 
 def _run(argv, capsys):

@@ -49,6 +49,17 @@ exit status: 0 when trained and saved, 1 when the corpus cannot be read or used,
 diverged or saving failed, 2 for a usage error."""
 
 
+def _fraction(text: str) -> float:
+    """A number in (0, 1], for --decay-fraction."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
+    return value
+
+
 def _add_pretrain_parser(sub) -> None:
     from ..bert_pretrain import SIZES
 
@@ -96,6 +107,9 @@ def _add_pretrain_parser(sub) -> None:
                         "--max-len, as in the BERT paper: next-sentence prediction learns far faster from them)")
     p.add_argument("--lr", type=positive_float, default=5e-3, metavar="LR",
                    help="peak learning rate (default: %(default)s)")
+    p.add_argument("--decay-fraction", type=_fraction, default=1.0, metavar="F",
+                   help="the learning rate stays at its peak after warmup and decays (cosine) over the last F of "
+                        "the run (default: %(default)s, cosine over the whole run)")
     p.add_argument("--warmup", type=int_at_least(0), default=None, metavar="N",
                    help="learning-rate warmup steps (default: 5%% of --steps, at most 200)")
     p.add_argument("--dropout", type=probability, default=0.0, metavar="P",
@@ -151,7 +165,7 @@ def _cmd_pretrain_bert(args, parser) -> int:
                 max_len=args.max_len, lr=args.lr, warmup=args.warmup, seed=args.seed, dropout=args.dropout,
                 max_seconds=None if args.minutes is None else 60.0 * args.minutes,
                 eval_pairs=args.eval_pairs, eval_every=eval_every, progress=not args.no_progress,
-                spans=not args.single_sentences)
+                spans=not args.single_sentences, decay_fraction=args.decay_fraction)
         except TrainingDivergedError as e:
             raise CommandError(f"training diverged: {e}") from None
         except ValueError as e:  # a corpus too small or without sentence pairs, a vocabulary too small
