@@ -11,6 +11,7 @@ from .common import (
     add_progress_option,
     add_threads_option,
     check_out_dir,
+    fraction,
     int_at_least,
     message,
     positive_float,
@@ -47,17 +48,6 @@ examples:
 
 exit status: 0 when trained and saved, 1 when the corpus cannot be read or used, training
 diverged or saving failed, 2 for a usage error."""
-
-
-def _fraction(text: str) -> float:
-    """A number in (0, 1], for --decay-fraction."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = None
-    if value is None or not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
-    return value
 
 
 def _add_pretrain_parser(sub) -> None:
@@ -107,7 +97,7 @@ def _add_pretrain_parser(sub) -> None:
                         "--max-len, as in the BERT paper: next-sentence prediction learns far faster from them)")
     p.add_argument("--lr", type=positive_float, default=5e-3, metavar="LR",
                    help="peak learning rate (default: %(default)s)")
-    p.add_argument("--decay-fraction", type=_fraction, default=1.0, metavar="F",
+    p.add_argument("--decay-fraction", type=fraction, default=1.0, metavar="F",
                    help="the learning rate stays at its peak after warmup and decays (cosine) over the last F of "
                         "the run (default: %(default)s, cosine over the whole run)")
     p.add_argument("--warmup", type=int_at_least(0), default=None, metavar="N",

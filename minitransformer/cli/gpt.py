@@ -13,6 +13,7 @@ from .common import (
     add_progress_option,
     add_threads_option,
     check_out_dir,
+    fraction,
     int_at_least,
     message,
     positive_float,
@@ -155,7 +156,7 @@ def _add_generate_parser(sub) -> None:
     p.add_argument("--temperature", type=positive_float, default=1.0, metavar="T",
                    help="sampling temperature > 0 (default: %(default)s)")
     p.add_argument("--top-k", type=int_at_least(1), default=None, metavar="K", help="keep the K most likely tokens")
-    p.add_argument("--top-p", type=_top_p, default=None, metavar="P",
+    p.add_argument("--top-p", type=fraction, default=None, metavar="P",
                    help="keep the smallest set of tokens whose probability reaches P, in (0, 1]")
     p.add_argument("--greedy", action="store_true", help="always take the most likely token (no sampling)")
     p.add_argument("--stop", action="append", default=None, metavar="TEXT",
@@ -185,16 +186,6 @@ def _add_score_parser(sub) -> None:
     p.add_argument("--summary", action="store_true", help="one line per text (no per-token table)")
     add_threads_option(p)
     p.set_defaults(func=_cmd_score, subparser=p)
-
-
-def _top_p(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = None
-    if value is None or not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
-    return value
 
 
 def _threads(n: int):
