@@ -66,6 +66,7 @@ class PretrainingObjective(Module):
 
     Args:
         model: a BertForPreTraining; the objective holds it (so ``parameters()`` are the model's).
+        nsp_weight: lambda, the weight of the next-sentence loss (1.0: BERT's plain sum).
 
     Math:
         h, pooled = model.bert(input_ids, attention_mask, token_type_ids)     (B, T, hidden), (B, hidden)
@@ -73,16 +74,19 @@ class PretrainingObjective(Module):
         h_sel     = h.reshape(B*T, hidden)[idx]                               (N, hidden)
         mlm_loss  = mean_n -log softmax(predictions(h_sel)_n)[labels[idx_n]]
         nsp_loss  = mean_b -log softmax(seq_relationship(pooled)_b)[next_sentence_label_b]
-        loss      = mlm_loss + nsp_loss
-    Equal to ``model(..., labels, next_sentence_label).loss`` (which scores all B*T positions and then
+        loss      = mlm_loss + lambda * nsp_loss
+    With lambda = 1, equal to ``model(..., labels, next_sentence_label).loss`` (which scores all B*T positions and then
     ignores the -100 ones), at about 15% of the cost of the (hidden x vocab_size) projection.
     """
 
-    def __init__(self, model: BertForPreTraining):
+    def __init__(self, model: BertForPreTraining, nsp_weight: float = 1.0):
         super().__init__()
         if not isinstance(model, BertForPreTraining):
             raise TypeError(f"PretrainingObjective needs a BertForPreTraining, got {type(model).__name__}")
+        if isinstance(nsp_weight, bool) or not isinstance(nsp_weight, (int, float)) or not nsp_weight >= 0:
+            raise ValueError(f"PretrainingObjective: nsp_weight must be a number >= 0, got {nsp_weight!r}")
         self.model = model
+        self.nsp_weight = float(nsp_weight)
         self.mlm_loss = self.nsp_loss = None  # () arrays of the last forward
 
     def heads(self, batch: PretrainingBatch):
@@ -105,20 +109,20 @@ class PretrainingObjective(Module):
         return mlm_logits, labels[idx][None], nsp_logits, idx  # (1, N, V), (1, N), (B, 2), (N,)
 
     def forward(self, batch: PretrainingBatch):
-        """batch -> loss () = masked-LM cross-entropy + next-sentence cross-entropy."""
+        """batch -> loss () = masked-LM cross-entropy + nsp_weight * next-sentence cross-entropy."""
         mlm_logits, targets, nsp_logits, idx = self.heads(batch)  # (1, N, V), (1, N), (B, 2), (N,)
         mlm, mlm_cache = cross_entropy_forward(mlm_logits, targets)  # ()
         nsp, nsp_cache = cross_entropy_forward(nsp_logits, batch.next_sentence_label)  # ()
         self.mlm_loss, self.nsp_loss = mlm, nsp
         self._cache = (idx, tuple(batch.input_ids.shape), mlm_cache, nsp_cache)
-        return backend.get_array_module(mlm).asarray(mlm + nsp)  # ()
+        return backend.get_array_module(mlm).asarray(mlm + self.nsp_weight * nsp)  # ()
 
     def backward(self, dloss=1.0):
         """Backpropagate ``dloss`` * the last loss into every parameter of the model (accumulating)."""
         idx, (B, T), mlm_cache, nsp_cache = self._pop_cache()
         m = self.model
         dmlm_logits = cross_entropy_backward(dloss, mlm_cache)  # (1, N, V)  inverts mlm = CE(mlm_logits)
-        dnsp_logits = cross_entropy_backward(dloss, nsp_cache)  # (B, 2)     inverts nsp = CE(nsp_logits)
+        dnsp_logits = cross_entropy_backward(dloss * self.nsp_weight, nsp_cache)  # (B, 2)  inverts lambda CE(nsp_l.)
         dh_sel = m.cls.predictions.backward(dmlm_logits)  # (1, N, hidden)  inverts mlm_logits = predictions(h_sel)
         dpooled = m.cls.seq_relationship.backward(dnsp_logits)  # (B, hidden)  inverts nsp_logits = seq_rel.(pooled)
         xp = backend.get_array_module(dh_sel)
@@ -266,7 +270,7 @@ def pretrain(documents: Sequence, vocab_size: int = 4000, size: str = "small", s
              dropout: float = 0.0, weight_decay: float = 0.01, max_seconds: float | None = None,
              eval_fraction: float = 0.1, eval_pairs: int = 1000, eval_every: int = 0, progress: bool = True,
              dtype="float32", callback: Callable | None = None, spans: bool = True, decay_fraction: float = 1.0,
-             **config_overrides) -> PretrainRun:
+             nsp_weight: float = 1.0, **config_overrides) -> PretrainRun:
     """Learn a WordPiece vocabulary and pre-train ``BertForPreTraining`` on ``documents``; score it held out.
 
     Args:
@@ -292,6 +296,7 @@ def pretrain(documents: Sequence, vocab_size: int = 4000, size: str = "small", s
             Training and held-out pairs alike.
         decay_fraction: the last share of the run over which the learning rate decays (``budget_schedule``);
             1.0: cosine over the whole run.
+        nsp_weight: the weight of the next-sentence loss in the sum (``PretrainingObjective``).
         config_overrides: BertConfig fields that replace the size's (``hidden_size=96``, ``initializer_range=...``).
     Returns:
         a ``PretrainRun``; ``run.metrics`` holds the final held-out scores plus sizes and timings.
@@ -316,7 +321,7 @@ def pretrain(documents: Sequence, vocab_size: int = 4000, size: str = "small", s
                         hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
                         pad_token_id=tokenizer.pad_token_id, **{**SIZES[size], **config_overrides})
     model = BertForPreTraining(config, dtype=dtype)
-    objective = PretrainingObjective(model)
+    objective = PretrainingObjective(model, nsp_weight)
     opt = AdamW(decay_groups(model, weight_decay), lr=lr, betas=(0.9, 0.999), eps=1e-6)
     warmup = min(200, max(1, steps // 20)) if warmup is None else warmup
     warmup = min(warmup, steps - 1)
@@ -358,6 +363,7 @@ def pretrain(documents: Sequence, vocab_size: int = 4000, size: str = "small", s
         **{k: v for k, v in scores.items() if k != "step"},
         "size": size, "steps": len(h.steps), "max_steps": steps, "max_seconds": max_seconds,
         "batch_size": batch_size, "max_len": max_len, "spans": spans, "decay_fraction": decay_fraction,
+        "nsp_weight": nsp_weight,
         "lr": lr, "warmup": warmup, "dropout": dropout,
         "weight_decay": weight_decay, "seed": seed, "vocab_size": tokenizer.vocab_size,
         "parameters": model.num_parameters(), "train_documents": len(train_docs),

@@ -106,9 +106,9 @@ def test_objective_equals_the_models_full_loss_and_gradients(rng):
 class _Objective(Module):
     """PretrainingObjective with the batch arrays as module inputs, for check_module."""
 
-    def __init__(self, model, batch):
+    def __init__(self, model, batch, nsp_weight=1.0):
         super().__init__()
-        self.objective, self.batch = PretrainingObjective(model), batch
+        self.objective, self.batch = PretrainingObjective(model, nsp_weight), batch
 
     def forward(self, input_ids):
         return self.objective(self.batch._replace(input_ids=input_ids))
@@ -125,6 +125,29 @@ def test_objective_gradcheck_every_parameter_with_dropout(rng):
     r = check_module(_Objective(model, batch), (batch.input_ids,), wrt=())
     assert r.passed, r
     assert len(r.errors) == len(model.parameters())
+
+
+def test_objective_nsp_weight_scales_only_the_next_sentence_part(rng):
+    model = _randomize(BertForPreTraining(_config(num_hidden_layers=1)).to(dtype="float64"), rng)
+    batch = _batch(B=3)
+    grads = {}
+    for w in (0.0, 1.0, 2.5):
+        objective = PretrainingObjective(model, nsp_weight=w)
+        model.zero_grad()
+        loss = float(objective(batch))
+        objective.backward()
+        assert abs(loss - (float(objective.mlm_loss) + w * float(objective.nsp_loss))) <= 1e-12 * abs(loss)
+        grads[w] = {k: backend.to_numpy(p.grad).copy() for k, p in model.named_parameters()}
+    for k in grads[1.0]:  # the gradient is linear in the weight: g(2.5) = g(0) + 2.5 (g(1) - g(0))
+        assert_close(grads[2.5][k], grads[0.0][k] + 2.5 * (grads[1.0][k] - grads[0.0][k]), rtol=1e-9, atol=1e-12,
+                     err_msg=k)
+    nsp_only = grads[1.0]["cls.seq_relationship.W"] - grads[0.0]["cls.seq_relationship.W"]
+    assert np.abs(nsp_only).max() > 0 and np.abs(grads[0.0]["cls.seq_relationship.W"]).max() == 0.0
+    r = check_module(_Objective(model, batch, nsp_weight=2.5), (batch.input_ids,), wrt=())
+    assert r.passed, r
+    for bad in (-1.0, "2", True, float("nan")):
+        with pytest.raises(ValueError, match="nsp_weight"):
+            PretrainingObjective(model, nsp_weight=bad)
 
 
 def test_objective_without_masked_tokens_is_the_nsp_loss(rng):

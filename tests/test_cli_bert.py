@@ -21,7 +21,7 @@ METRIC_KEYS = {"mlm_loss", "mlm_accuracy", "nsp_loss", "nsp_accuracy", "unigram_
                "parameters", "train_documents", "held_out_documents", "seconds", "config", "corpus", "documents",
                "corpus_seed", "corpus_files", "threads", "final_train_loss", "final_train_mlm_loss",
                "final_train_nsp_loss", "max_steps", "max_seconds", "weight_decay", "prepare_seconds",
-               "final_eval_seconds", "total_seconds", "spans", "decay_fraction"}
+               "final_eval_seconds", "total_seconds", "spans", "decay_fraction", "nsp_weight"}
 
 
 def _run(argv, capsys):
@@ -114,6 +114,20 @@ def test_errors_are_one_line(tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     code, _, err = _run(["pretrain-bert", *SMOKE, "--out", str(tmp_path / "file")], capsys)
     assert code == 2 and "is not a directory" in err
+
+
+def test_activation_and_initializer_range_reach_the_saved_config(tmp_path, capsys):
+    out_dir = tmp_path / "relu"
+    code, _, err = _run(["pretrain-bert", *SMOKE, "--hidden-act", "relu", "--initializer-range", "0.05",
+                         "--out", str(out_dir)], capsys)
+    assert code == 0, err
+    config = json.loads((out_dir / "config.json").read_text())
+    assert config["hidden_act"] == "relu" and config["initializer_range"] == 0.05
+    assert json.loads((out_dir / "metrics.json").read_text())["config"]["hidden_act"] == "relu"
+    code, _, err = _run(["pretrain-bert", *SMOKE, "--hidden-act", "swish", "--out", str(tmp_path / "r")], capsys)
+    assert code == 2 and "invalid choice: 'swish'" in err and "relu" in err
+    code, _, err = _run(["pretrain-bert", *SMOKE, "--initializer-range", "0", "--out", str(tmp_path / "r")], capsys)
+    assert code == 2 and "--initializer-range" in err
 
 
 def test_help_lists_the_command(capsys):

@@ -17,8 +17,8 @@ from .module import Module, is_grad_enabled
 from .tanh import Tanh
 
 __all__ = [
-    "GELU", "GELUCache", "ReLU", "ReLUCache", "get_activation", "gelu_backward", "gelu_forward", "relu_backward",
-    "relu_forward",
+    "GELU", "GELUCache", "ReLU", "ReLUCache", "activation_names", "get_activation", "gelu_backward", "gelu_forward",
+    "relu_backward", "relu_forward",
 ]
 
 _APPROXIMATE = ("none", "tanh")
@@ -208,5 +208,10 @@ _ACTIVATIONS = {
 def get_activation(name: str) -> Module:
     """A fresh activation Module by name (as in a model config's ``hidden_act``)."""
     if name not in _ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}: expected one of {sorted(_ACTIVATIONS)}")
+        raise ValueError(f"unknown activation {name!r}: expected one of {activation_names()}")
     return _ACTIVATIONS[name]()
+
+
+def activation_names() -> list[str]:
+    """The names ``get_activation`` knows (a model config's ``hidden_act`` values), sorted."""
+    return sorted(_ACTIVATIONS)
