@@ -313,6 +313,17 @@ def test_transposed_biased_and_batch_one_mistakes_are_named(copy):
     assert "dW has shape (5, 4), expected (4, 5): transposed?" in check(copy, ["linear"]).result("linear").hint
 
 
+def test_transposed_gradients_are_named_end_to_end(copy):
+    _fill(copy)
+    _edit(copy, "nn/linear.py", "    dW = x2.T @ dy2", "    dW = dy2.T @ x2")  # (d_out, d_in): transposed
+    _edit(copy, "nn/attention.py", "dK = (dS.swapaxes(-1, -2) @ Q) * scale", "dK = (dS @ Q) * scale")
+    report = check(copy, ["linear", "attention"])
+    hints = {r.id: r.hint for r in report.results}
+    assert _statuses(report) == {"linear": "wrong", "attention": "wrong"}, format_report(report)
+    assert "dW" in hints["linear"] and "transposed" in hints["linear"], hints
+    assert "dK" in hints["attention"], hints
+
+
 def test_blocked_and_unfinished_exercises(copy):
     # softmax still open: attention (done) cannot run; layernorm's forward done, its backward not
     _fill(copy, lambda r: r.exercise == "softmax" or r.function == "layernorm_backward")
