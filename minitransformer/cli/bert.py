@@ -109,7 +109,7 @@ def _add_pretrain_parser(sub) -> None:
                         "steps here, used by the 10-minute target run)")
     p.add_argument("--initializer-range", type=positive_float, default=0.02, metavar="STD",
                    help="standard deviation of the initial weights (default: %(default)s, BERT's; the 10-minute "
-                        "target run uses 0.05, with which the small model's attention leaves uniform sooner)")
+                        "target run uses 0.05, with which the masked-LM loss drop came earlier in the measured runs)")
     p.add_argument("--warmup", type=int_at_least(0), default=None, metavar="N",
                    help="learning-rate warmup steps (default: 5%% of --steps, at most 200)")
     p.add_argument("--dropout", type=probability, default=0.0, metavar="P",
