@@ -138,3 +138,34 @@ def test_dropout_bad_inputs(rng):
         dropout_forward(x, backend.asarray(np.ones((2, 3))), 0.5)
     with pytest.raises(ValueError, match="got p=1.0"):
         dropout_forward(x, _mask(rng, 2, 3), 1.0)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+@pytest.mark.parametrize("shape", [(400, 501), (7, 3, 101)])  # even and odd sizes: raw draws are cut in two
+def test_keep_mask_rate_and_independence(p, shape):
+    backend.manual_seed(3)
+    m = backend.to_numpy(backend.dropout_keep_mask(shape, p))
+    assert m.dtype == np.bool_ and m.shape == shape
+    n = m.size
+    # the keep rate is 1 - p within 5 standard errors
+    assert abs(m.mean() - (1.0 - p)) < 5.0 * np.sqrt(p * (1.0 - p) / n)
+    # neighbours (which share one 64-bit raw draw on the host) are independent: P(both kept) = (1 - p)^2
+    flat = m.reshape(-1)
+    both = (flat[0:-1:2] & flat[1::2]).mean()
+    assert abs(both - (1.0 - p) ** 2) < 5.0 * np.sqrt((1.0 - p) ** 2 * (1.0 - (1.0 - p) ** 2) / (n // 2))
+
+
+def test_keep_mask_seeded_edges_and_errors():
+    backend.manual_seed(5)
+    a = backend.to_numpy(backend.dropout_keep_mask((6, 7), 0.5))
+    backend.manual_seed(5)
+    b = backend.to_numpy(backend.dropout_keep_mask((6, 7), 0.5))
+    np.testing.assert_array_equal(a, b)  # one seed, one mask
+    assert not np.array_equal(a, backend.to_numpy(backend.dropout_keep_mask((6, 7), 0.5)))  # the next draw differs
+    assert backend.to_numpy(backend.dropout_keep_mask(1000, 0.0)).all()  # p = 0 keeps everything
+    assert not backend.to_numpy(backend.dropout_keep_mask(10, np.nextafter(1.0, 0.0))).any()  # p just below 1
+    assert backend.dropout_keep_mask(5, 0.3).shape == (5,)
+    assert backend.dropout_keep_mask((2, 0, 3), 0.3).shape == (2, 0, 3)  # empty
+    for bad in (-0.1, 1.0, 1.5):
+        with pytest.raises(ValueError, match="0 <= p < 1"):
+            backend.dropout_keep_mask((2, 2), bad)

@@ -6,8 +6,9 @@ mode dropout is the identity.
 
 The mask is data, not hidden state: ``dropout_forward(x, mask, p)`` takes it
 as an argument, so a gradient check can replay one mask through many forward
-passes. The ``Dropout`` module draws it from ``backend.device_rng()``, which
-``backend.manual_seed`` resets: one seed, one mask, bit for bit.
+passes. The ``Dropout`` module draws it with ``backend.dropout_keep_mask``, from
+``backend.device_rng()``, which ``backend.manual_seed`` resets: one seed, one
+mask, bit for bit.
 
 Ref: Srivastava et al. 2014, "Dropout: A Simple Way to Prevent Neural Networks
 from Overfitting"; Vaswani et al. 2017, section 5.4 (P_drop = 0.1).
@@ -109,8 +110,7 @@ class Dropout(Module):
         check_float(x, "Dropout input")
         mask = None
         if self.training and self.p > 0.0:
-            # The same API on NumPy and CuPy: uniform [0, 1) in x's dtype, on the active backend.
-            mask = backend.device_rng().random(x.shape, dtype=x.dtype) >= self.p  # (...) like x, bool
+            mask = backend.dropout_keep_mask(x.shape, self.p)  # (...) like x, bool: True with probability 1 - p
         self.last_mask = mask
         y, self._cache = dropout_forward(x, mask, self.p)
         return y

@@ -204,8 +204,7 @@ class MultiHeadAttention(Module):
         mask = build_attention_mask(B, Tq, Tk, attn_mask, key_padding_mask, causal, self.n_heads)  # (B, 1|h, Tq, Tk)
         dropout_mask, p = None, (self.dropout if self.training else 0.0)
         if p > 0.0:
-            U = backend.device_rng().random((B, self.n_heads, Tq, Tk), dtype=query.dtype)  # (B, n_heads, Tq, Tk)
-            dropout_mask = U >= p  # (B, n_heads, Tq, Tk)  True = keep, with probability 1 - p
+            dropout_mask = backend.dropout_keep_mask((B, self.n_heads, Tq, Tk), p)  # (B, n_heads, Tq, Tk) True = keep
         params = [None if w is None else w.data for w in self._params()]
         Y, cache = multi_head_attention_forward(query, key, value, *params, self.n_heads, mask, dropout_mask, p)
         self._cache = (n_inputs, cache)  # backward needs to know how many inputs to return
