@@ -136,22 +136,33 @@ def gelu_backward(dy, cache: GELUCache):
     # HINT: "none": dG/dx = exp(-x^2 / 2) / sqrt(2 pi); "tanh": dG/dx = 0.5 (1 - t^2) du/dx, u as in the forward
     xp = backend.get_array_module(dy)
     x, t, approximate = cache
-    if approximate == "none":
-        h = x * x  # (...)  h = 2 dG/dx = 2 exp(-x^2 / 2) / sqrt(2 pi)      inverts t = erf(x / sqrt 2)
-        h *= -0.5
-        xp.exp(h, out=h)
-        h *= 2.0 * _INV_SQRT_2PI
-    else:
-        h = x * x  # (...)  h = du/dx = sqrt(2/pi) (1 + 3 * 0.044715 x^2)   inverts u = ...
-        h *= _SQRT_2_OVER_PI * 3.0 * _KAPPA
-        h += _SQRT_2_OVER_PI
-        h *= 1.0 - t * t  # (...)  h = 2 dG/dx = (1 - t^2) du/dx             inverts t = tanh(u)
-    h *= x  # (...)  h = 2 x dG/dx
-    h += t
-    h += 1.0
-    h *= dy
-    h *= 0.5  # (...)  dx = 0.5 dy (1 + t + 2 x dG/dx)                     inverts y = 0.5 x (1 + t)
-    return h
+    x_f, t_f, dy_f = x.reshape(-1), t.reshape(-1), dy.reshape(-1)  # (n,) views of the contiguous arrays
+    dx = xp.empty(x_f.shape, dtype=dy.dtype)  # (n,)
+    # As in the forward, the ~10 passes run on cache-sized blocks (2x faster than whole-array passes for
+    # GPT's (B*T, d_ff) in the tanh form; the same numbers bit for bit).
+    step = backend.block_size(x_f)
+    scratch = xp.empty(min(step, x_f.shape[0]), dtype=dy.dtype)  # (block,) for 1 - t^2
+    for i in range(0, x_f.shape[0], step):
+        x_b, t_b, dy_b, h = x_f[i:i + step], t_f[i:i + step], dy_f[i:i + step], dx[i:i + step]  # (b,) views
+        if approximate == "none":
+            xp.multiply(x_b, x_b, out=h)  # (b,)  h = 2 dG/dx = 2 exp(-x^2 / 2) / sqrt(2 pi)  inverts t = erf(x/sqrt 2)
+            h *= -0.5
+            xp.exp(h, out=h)
+            h *= 2.0 * _INV_SQRT_2PI
+        else:
+            xp.multiply(x_b, x_b, out=h)  # (b,)  h = du/dx = sqrt(2/pi) (1 + 3 * 0.044715 x^2)    inverts u = ...
+            h *= _SQRT_2_OVER_PI * 3.0 * _KAPPA
+            h += _SQRT_2_OVER_PI
+            s = scratch[:x_b.shape[0]]  # (b,)
+            xp.multiply(t_b, t_b, out=s)  # (b,)  s = 1 - t^2
+            xp.subtract(1.0, s, out=s)
+            h *= s  # (b,)  h = 2 dG/dx = (1 - t^2) du/dx                                     inverts t = tanh(u)
+        h *= x_b  # (b,)  h = 2 x dG/dx
+        h += t_b
+        h += 1.0
+        h *= dy_b
+        h *= 0.5  # (b,)  dx = 0.5 dy (1 + t + 2 x dG/dx)                                      inverts y = 0.5 x (1 + t)
+    return dx.reshape(x.shape)  # (...)
     # END SOLUTION
 
 
