@@ -84,8 +84,11 @@ def softmax_backward(dP, cache: SoftmaxCache):
     """
     # BEGIN SOLUTION softmax: dx = P * (dP - sum_k(dP * P)), the sum over the last axis (keepdims): no Jacobian
     (P,) = cache
-    inner = (dP * P).sum(axis=-1, keepdims=True)  # (..., 1)  sum_k dP_k P_k
-    return P * (dP - inner)  # (..., n)   masked entries have P = 0, so dx = 0
+    xp = backend.get_array_module(dP, P)
+    inner = xp.einsum("...k,...k->...", dP, P)[..., None]  # (..., 1)  sum_k dP_k P_k, no (..., n) temporary
+    dx = dP - inner  # (..., n)
+    dx *= P  # (..., n)  in place: masked entries have P = 0, so dx = 0
+    return dx
     # END SOLUTION
 
 
