@@ -64,6 +64,40 @@ def test_sentiment_held_out_is_not_from_the_training_templates():
     assert not [t for t in test if shape.match(t)]
 
 
+def _words(text):
+    return re.findall(r"[a-z0-9']+", text.lower())
+
+
+def _near(a_words, b_words):
+    """The part-3 filter: a shared 4-word sequence, or word-set Jaccard >= 0.5."""
+    grams = {tuple(a_words[i:i + 4]) for i in range(len(a_words) - 3)}
+    if grams & {tuple(b_words[i:i + 4]) for i in range(len(b_words) - 3)}:
+        return True
+    a, b = set(a_words), set(b_words)
+    return len(a & b) >= 0.5 * len(a | b)
+
+
+def test_near_rule_catches_rewordings():
+    assert _near(_words("Save your money."), _words("Save your money!"))  # the same words
+    assert _near(_words("The food was far better than the reviews suggested."),
+                 _words("Far better than the reviews suggested."))  # a shared 4-word sequence
+    assert not _near(_words("The zip broke on the second wear."), _words("A delight from start to finish."))
+
+
+def test_sentiment_part_3_is_balanced_and_far_from_the_held_out_file():
+    blind = read_tsv(FOLDER / "sentiment_train_blind.tsv")
+    assert (len(blind), sum(y for _, y in blind)) == (944, 473)
+    with_blind = load_sentiment("train", blind=True)
+    assert len(with_blind) == 778 + 944 and with_blind[-len(blind):] == blind
+    earlier = {" ".join(_words(t)) for t, _ in load_sentiment("train")}
+    held_out = [_words(t) for t, _ in load_sentiment("test")]
+    for text, _ in blind:
+        w = _words(text)
+        assert " ".join(w) not in earlier, text
+        close = [" ".join(h) for h in held_out if _near(w, h)]
+        assert not close, f"{text!r} is near the held-out {close}"
+
+
 def test_sentiment_has_negation_and_contrast_in_both_splits():
     for split in ("train", "test"):
         rows = load_sentiment(split, templated=False)

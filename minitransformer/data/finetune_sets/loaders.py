@@ -55,18 +55,24 @@ def _read_jsonl(path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def load_sentiment(split: str = "train", templated: bool = True) -> list[tuple[str, int]]:
+def load_sentiment(split: str = "train", templated: bool = True, blind: bool = False) -> list[tuple[str, int]]:
     """Sentiment examples ``(text, label)``, label 1 = positive, 0 = negative.
 
     Args:
         split: "train" (358 hand-written + 420 templated sentences) or "test" (200 hand-written, held out).
         templated: for "train", include the templated part.
+        blind: for "train", also include part 3: 944 sentences written without access to the held-out
+            file, then filtered against it (``sentiment_train_blind.tsv``).
     """
     _check_split(split)
     if split == "test":
         return read_tsv(FOLDER / "sentiment_test.tsv")
     rows = read_tsv(FOLDER / "sentiment_train.tsv")
-    return rows + read_tsv(FOLDER / "sentiment_train_templated.tsv") if templated else rows
+    if templated:
+        rows += read_tsv(FOLDER / "sentiment_train_templated.tsv")
+    if blind:
+        rows += read_tsv(FOLDER / "sentiment_train_blind.tsv")
+    return rows
 
 
 def load_ner(split: str = "train") -> list[dict]:
