@@ -36,6 +36,10 @@ def describe(record: dict) -> str:
         parts.append(f"max_len {s['max_len']}")
     if s.get("nsp_weight", 1.0) != 1.0:
         parts.append(f"nsp_weight {s['nsp_weight']}")
+    small = {"hidden_size": (64, "hidden"), "num_hidden_layers": (2, "layers"),
+             "num_attention_heads": (4, "heads"), "intermediate_size": (256, "d_ff")}  # SIZES["small"]
+    parts += [f"{record['model'][key]} {short}" for key, (value, short) in small.items()
+              if record.get("model", {}).get(key, value) != value]
     return ", ".join(parts) or "GELU, init 0.02, cosine"
 
 
