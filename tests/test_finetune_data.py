@@ -33,7 +33,9 @@ def test_generated_files_are_what_the_generators_give(name):
 
 def test_sizes_and_balance():
     train, test = load_sentiment("train"), load_sentiment("test")
-    assert (len(load_sentiment("train", templated=False)), len(train), len(test)) == (358, 778, 200)
+    sizes = [len(load_sentiment("train", templated=False, blind=False)), len(load_sentiment("train", blind=False)),
+             len(train), len(test)]
+    assert sizes == [358, 778, 1722, 200]
     assert sum(y for _, y in test) == 100 and abs(sum(y for _, y in train) - len(train) / 2) <= 1
     assert (len(load_ner("train")), len(load_ner("test")), len(load_qa("train")), len(load_qa("test"))) == \
         (1200, 300, 1200, 300)
@@ -87,9 +89,8 @@ def test_near_rule_catches_rewordings():
 def test_sentiment_part_3_is_balanced_and_far_from_the_held_out_file():
     blind = read_tsv(FOLDER / "sentiment_train_blind.tsv")
     assert (len(blind), sum(y for _, y in blind)) == (944, 473)
-    with_blind = load_sentiment("train", blind=True)
-    assert len(with_blind) == 778 + 944 and with_blind[-len(blind):] == blind
-    earlier = {" ".join(_words(t)) for t, _ in load_sentiment("train")}
+    assert load_sentiment("train")[-len(blind):] == blind  # the default training split ends with part 3
+    earlier = {" ".join(_words(t)) for t, _ in load_sentiment("train", blind=False)}
     held_out = [_words(t) for t, _ in load_sentiment("test")]
     for text, _ in blind:
         w = _words(text)
@@ -100,7 +101,7 @@ def test_sentiment_part_3_is_balanced_and_far_from_the_held_out_file():
 
 def test_sentiment_has_negation_and_contrast_in_both_splits():
     for split in ("train", "test"):
-        rows = load_sentiment(split, templated=False)
+        rows = load_sentiment(split, templated=False, blind=False)
         negated = [y for t, y in rows if re.search(r"\b(not|never|no|nothing|hardly|nobody)\b|n't", t.lower())]
         contrast = [y for t, y in rows if re.search(r"\b(but|yet|though|although|however|despite)\b", t.lower())]
         assert len(negated) >= 20 and 0 < sum(negated) < len(negated), split  # both labels among them

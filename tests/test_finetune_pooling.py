@@ -90,7 +90,9 @@ def test_dev_split_is_carved_from_training_only():
     train, dev = _dev_script().dev_split()
     held_out = {t for t, _ in load_sentiment("test")}
     assert len(dev) == 72 and sum(y for _, y in dev) == 36
-    assert len(train) + len(dev) == len(load_sentiment("train"))
+    assert len(train) + len(dev) == len(load_sentiment("train", blind=False))
+    train_b, dev_b = _dev_script().dev_split(blind=True)  # part 3 joins the training side only
+    assert dev_b == dev and len(train_b) + len(dev_b) == len(load_sentiment("train"))
     assert not {t for t, _ in dev} & {t for t, _ in train}
     assert not {t for t, _ in dev} & held_out
     assert _dev_script().dev_split() == (train, dev)

@@ -55,14 +55,15 @@ def _read_jsonl(path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def load_sentiment(split: str = "train", templated: bool = True, blind: bool = False) -> list[tuple[str, int]]:
+def load_sentiment(split: str = "train", templated: bool = True, blind: bool = True) -> list[tuple[str, int]]:
     """Sentiment examples ``(text, label)``, label 1 = positive, 0 = negative.
 
     Args:
-        split: "train" (358 hand-written + 420 templated sentences) or "test" (200 hand-written, held out).
-        templated: for "train", include the templated part.
-        blind: for "train", also include part 3: 944 sentences written without access to the held-out
-            file, then filtered against it (``sentiment_train_blind.tsv``).
+        split: "train" (1,722 sentences: 358 hand-written, 420 templated, 944 of part 3) or "test"
+            (200 hand-written, held out).
+        templated: for "train", include the templated part (``sentiment_train_templated.tsv``).
+        blind: for "train", include part 3: sentences written without access to the held-out file, then
+            filtered against it (``sentiment_train_blind.tsv``).
     """
     _check_split(split)
     if split == "test":
