@@ -20,6 +20,7 @@ draws from ``device_rng()``, a generator of the active backend.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 
@@ -34,6 +35,7 @@ __all__ = [
     "encode_text",
     "erf",
     "errstate",
+    "one_blas_thread",
     "get_array_module",
     "host_rng",
     "is_array",
@@ -222,6 +224,35 @@ def set_rng_state(state: dict) -> None:
 
 
 _HOST_BLOCK = 65536  # float32 entries per block: a few such arrays stay in one core's L2 cache
+
+
+_BLAS_CONTROLLER = None  # threadpoolctl's view of the loaded BLAS libraries, found once (~50 ms) on first use
+
+
+def one_blas_thread(fn):
+    """Decorator: ``fn`` runs with at most one BLAS thread on the NumPy backend (no change on CuPy).
+
+    For attention's batched matmuls: NumPy runs Q K^T and P V as B * n_heads separate
+    GEMMs of 0.5-2 MFLOP each. Split over 2 OpenBLAS threads they gained nothing on a
+    quiet 2-core machine (attention forward + backward at GPT's (16, 8, 128, 64): 52 ms
+    with 2 threads, 55 ms with 1), but each one waits for the second thread to get a core:
+    with one other busy process, 131 vs 67 ms, and 15-19 s instead of 0.8 s for a whole
+    GPT forward in a benchmark run. Entering and leaving the limit costs ~15 us per call.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        global _BLAS_CONTROLLER
+        if _state.name != "numpy":
+            return fn(*args, **kwargs)
+        if _BLAS_CONTROLLER is None:
+            from threadpoolctl import ThreadpoolController
+
+            _BLAS_CONTROLLER = ThreadpoolController()
+        with _BLAS_CONTROLLER.limit(limits=1, user_api="blas"):
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 def on_host(x) -> bool:

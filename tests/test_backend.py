@@ -353,3 +353,29 @@ def test_gpu_seed_reproduces_device_draws_and_host_weights(restore_backend):
     W_cpu = Linear(4, 3).W.data
     assert isinstance(W_cpu, np.ndarray)
     np.testing.assert_array_equal(W_gpu, W_cpu)  # one seed, same weights on CPU and GPU
+
+
+def test_one_blas_thread_limits_blas_inside_and_restores_after():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+
+    seen = []
+
+    @backend.one_blas_thread
+    def f(x, y=1):
+        """Docstring kept."""
+        seen.append(blas_threads())
+        return x + y
+
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        before = blas_threads()
+        assert f(1, y=2) == 3
+        assert blas_threads() == before  # restored on the way out
+    assert f.__doc__ == "Docstring kept." and f.__name__ == "f"
+    if backend.xp() is np and before:  # the NumPy backend with a BLAS threadpoolctl can see
+        assert seen[0] == [1] * len(before)
+    from minitransformer.nn.attention import scaled_dot_product_attention_backward, scaled_dot_product_attention_forward
+    assert scaled_dot_product_attention_forward.__wrapped__.__name__ == "scaled_dot_product_attention_forward"
+    assert scaled_dot_product_attention_backward.__doc__.startswith("Gradients of")

@@ -55,6 +55,7 @@ class AttentionCache(NamedTuple):
     scale: float  # 1 / sqrt(d_k)
 
 
+@backend.one_blas_thread  # B * n_heads small GEMMs: a second BLAS thread only adds waiting (see backend)
 def scaled_dot_product_attention_forward(Q, K, V, mask=None, dropout_mask=None, dropout_p=0.0):
     """Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k)) V, with optional mask and dropout on P.
 
@@ -107,6 +108,7 @@ def scaled_dot_product_attention_forward(Q, K, V, mask=None, dropout_mask=None, 
     return Y, AttentionCache(Q, K, V, P, dropout_mask, dropout_scale, scale)
 
 
+@backend.one_blas_thread
 def scaled_dot_product_attention_backward(dY, cache: AttentionCache):
     """Gradients of ``scaled_dot_product_attention_forward``.
 
