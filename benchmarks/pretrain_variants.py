@@ -36,6 +36,8 @@ def describe(record: dict) -> str:
         parts.append(f"max_len {s['max_len']}")
     if s.get("nsp_weight", 1.0) != 1.0:
         parts.append(f"nsp_weight {s['nsp_weight']}")
+    if record.get("documents", 4000) != 4000:
+        parts.append(f"{record['documents']:,} documents")
     small = {"hidden_size": (64, "hidden"), "num_hidden_layers": (2, "layers"),
              "num_attention_heads": (4, "heads"), "intermediate_size": (256, "d_ff")}  # SIZES["small"]
     parts += [f"{record['model'][key]} {short}" for key, (value, short) in small.items()
