@@ -87,12 +87,12 @@ def _dev_script():
 def test_dev_split_is_carved_from_training_only():
     """The dev split that chose the sentiment recipe: 72 hand-written TRAINING sentences, 36 per label, none in
     training, none from the held-out file; the same split every time."""
-    train, dev = _dev_script().dev_split()
+    train, dev = _dev_script().dev_split(blind=False)
     held_out = {t for t, _ in load_sentiment("test")}
     assert len(dev) == 72 and sum(y for _, y in dev) == 36
     assert len(train) + len(dev) == len(load_sentiment("train", blind=False))
-    train_b, dev_b = _dev_script().dev_split(blind=True)  # part 3 joins the training side only
+    train_b, dev_b = _dev_script().dev_split()  # the default: part 3 joins the training side only
     assert dev_b == dev and len(train_b) + len(dev_b) == len(load_sentiment("train"))
     assert not {t for t, _ in dev} & {t for t, _ in train}
     assert not {t for t, _ in dev} & held_out
-    assert _dev_script().dev_split() == (train, dev)
+    assert _dev_script().dev_split(blind=False) == (train, dev)  # the same split every time
