@@ -4,6 +4,7 @@
     python benchmarks/sentiment_dev_selection.py --lr 5e-5 --pooling cls --seed 1  # another setting
     python benchmarks/sentiment_dev_selection.py --no-blind                        # without part 3 (as before 11-29)
     python benchmarks/sentiment_dev_selection.py --extra more.tsv --epochs 3       # + any other sentences
+    for f in 0 1 2 3 4; do python benchmarks/sentiment_dev_selection.py --fold $f; done  # 5-fold CV
 
 The dev split: 20% of each label of the 358 hand-written training sentences (sentiment_train.tsv), drawn
 with random.Random(1234), i.e. 72 sentences; the model trains on the other 286, the 420 templated ones and
@@ -34,12 +35,18 @@ from minitransformer.data.finetune_sets import FOLDER, read_tsv
 from minitransformer.finetune import finetune
 
 
-def dev_split(fraction: float = 0.2, seed: int = 1234, blind: bool = True) -> tuple[list, list]:
+def dev_split(fraction: float = 0.2, seed: int = 1234, blind: bool = True, fold: int = 0) -> tuple[list, list]:
     """(train, dev): ``fraction`` of each label of the hand-written training sentences is dev.
 
     ``blind``: part 3 (sentiment_train_blind.tsv) joins the training side, as in the default training data
     since 2026-11-29 (``load_sentiment("train")``); the dev sentences are the same either way.
+    ``fold``: which block of each label's shuffled sentences is dev (0 .. 1/fraction - 1; the last block
+    takes any remainder), for cross-validation: the folds together use every hand-written sentence as dev
+    once. Fold 0 is the split of every run before 2026-11-29 (second session).
     """
+    n_folds = round(1 / fraction)
+    if not 0 <= fold < n_folds:
+        raise ValueError(f"fold must be in 0..{n_folds - 1}, got {fold}")
     hand = read_tsv(FOLDER / "sentiment_train.tsv")
     templated = read_tsv(FOLDER / "sentiment_train_templated.tsv")
     if blind:
@@ -49,8 +56,10 @@ def dev_split(fraction: float = 0.2, seed: int = 1234, blind: bool = True) -> tu
         rows = [r for r in hand if r[1] == label]
         rng.shuffle(rows)
         k = round(fraction * len(rows))
-        dev, train = dev + rows[:k], train + rows[k:]
-    return train + templated, dev
+        stop = (fold + 1) * k if fold < n_folds - 1 else len(rows)
+        dev, train = dev + rows[fold * k:stop], train + rows[:fold * k] + rows[stop:]
+    held = {text for text, _ in dev}  # a dev sentence that is also a part-2/3 one ("I did not enjoy the book.")
+    return train + [r for r in templated if r[0] not in held], dev  # stays out of training
 
 
 def dev_scores(model, tokenizer, dev) -> tuple[float, float]:
@@ -76,11 +85,14 @@ def main(argv=None) -> int:
     parser.add_argument("--blind", action=argparse.BooleanOptionalAction, default=True,
                         help="train on part 3, sentiment_train_blind.tsv, as the default data does (--no-blind: "
                              "the 706 training sentences of the runs before 11-29; the same dev split)")
+    parser.add_argument("--fold", type=int, default=0,
+                        help="which fifth of the hand-written sentences is dev (0-4; default 0, the split of the "
+                             "runs before 11-29): run all five for 5-fold cross-validation")
     parser.add_argument("--extra", action="append", default=[], metavar="TSV",
                         help="also train on this label<TAB>text file (repeatable; the same dev split)")
     parser.add_argument("--out", default=None, help="append the result as one JSON line to this file")
     args = parser.parse_args(argv)
-    train, dev = dev_split(blind=args.blind)
+    train, dev = dev_split(blind=args.blind, fold=args.fold)
     for path in args.extra:
         train += read_tsv(path)
     with threadpool_limits(limits=1, user_api="blas"):
@@ -90,8 +102,8 @@ def main(argv=None) -> int:
         accuracy, nll = dev_scores(r.model, r.tokenizer, dev)
         cpu = time.process_time() - cpu0
     s = r.settings
-    row = {"blind": args.blind, "extra": args.extra, "pooling": s["pooling"], "lr": s["lr"], "epochs": s["epochs"],
-           "seed": s["seed"], "n_train": len(train),
+    row = {"fold": args.fold, "blind": args.blind, "extra": args.extra, "pooling": s["pooling"], "lr": s["lr"],
+           "epochs": s["epochs"], "seed": s["seed"], "n_train": len(train),
            "n_dev": len(dev), "dev_accuracy": accuracy, "dev_mean_nll": round(nll, 4),
            "dev_accuracy_per_epoch": [e["accuracy"] for e in r.history.evals], "cpu_seconds": round(cpu, 1)}
     print(json.dumps(row))

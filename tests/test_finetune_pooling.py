@@ -96,3 +96,20 @@ def test_dev_split_is_carved_from_training_only():
     assert not {t for t, _ in dev} & {t for t, _ in train}
     assert not {t for t, _ in dev} & held_out
     assert _dev_script().dev_split(blind=False) == (train, dev)  # the same split every time
+
+
+def test_dev_folds_cover_the_hand_written_sentences_once():
+    """5-fold cross-validation: each hand-written training sentence is dev in exactly one fold, a fold's dev
+    sentences never appear on its training side (not even as a part-2/3 repeat), and fold 0 is the split above."""
+    script = _dev_script()
+    hand = load_sentiment("train", templated=False, blind=False)
+    seen = []
+    for fold in range(5):
+        train, dev = script.dev_split(fold=fold)
+        assert 70 <= len(dev) <= 72 and abs(2 * sum(y for _, y in dev) - len(dev)) <= 2  # balanced labels
+        assert not {t for t, _ in dev} & {t for t, _ in train}
+        seen += dev
+    assert sorted(seen) == sorted(hand)
+    assert script.dev_split(fold=0) == script.dev_split()
+    with pytest.raises(ValueError, match="fold"):
+        script.dev_split(fold=5)
