@@ -35,6 +35,7 @@ __all__ = [
     "encode_text",
     "erf",
     "errstate",
+    "flat_blocks",
     "one_blas_thread",
     "get_array_module",
     "host_rng",
@@ -268,6 +269,24 @@ def block_size(x) -> int:
     whole array is one block (every extra block is another kernel launch). At least 1.
     """
     return _HOST_BLOCK if on_host(x) else max(1, x.size)
+
+
+def flat_blocks(*arrays):
+    """Matching blocks of same-shape arrays, for a chain of in-place elementwise passes (see ``block_size``).
+
+    Yields tuples of 1-D views ``(a[i:i + b], b[i:i + b], ...)`` of the flattened arrays, so that
+    writing into a block writes into the array. If any array is not C-contiguous (its flattening
+    would be a copy), or on a GPU, yields the whole arrays once instead.
+    """
+    if len({a.shape for a in arrays}) != 1:
+        raise ValueError(f"flat_blocks: the arrays must have one shape, got {[tuple(a.shape) for a in arrays]}")
+    if not all(a.flags.c_contiguous for a in arrays):
+        yield arrays
+        return
+    flat = [a.reshape(-1) for a in arrays]  # (n,) views
+    step = block_size(flat[0])
+    for i in range(0, flat[0].shape[0], step):
+        yield tuple(a[i:i + step] for a in flat)  # (b,) views
 
 
 def scatter_add(target, indices, values) -> None:

@@ -381,3 +381,18 @@ def test_one_blas_thread_limits_blas_inside_and_restores_after():
     from minitransformer.nn.attention import scaled_dot_product_attention_backward, scaled_dot_product_attention_forward
     assert scaled_dot_product_attention_forward.__wrapped__.__name__ == "scaled_dot_product_attention_forward"
     assert scaled_dot_product_attention_backward.__doc__.startswith("Gradients of")
+
+
+def test_flat_blocks_are_views_that_cover_the_arrays(monkeypatch):
+    monkeypatch.setattr(backend, "_HOST_BLOCK", 4)
+    a, b = np.arange(10.0).reshape(2, 5), np.zeros((2, 5))
+    blocks = list(backend.flat_blocks(a, b))
+    assert [x.shape for x, _ in blocks] == [(4,), (4,), (2,)]  # a ragged last block
+    for x, y in blocks:
+        y += x * 2  # written through to b
+    np.testing.assert_array_equal(b, 2 * a)
+    strided = np.zeros((5, 2)).T  # not C-contiguous: flattening would copy, so the whole arrays come once
+    (whole,) = backend.flat_blocks(a, strided)
+    assert whole[1] is strided
+    with pytest.raises(ValueError, match="one shape"):
+        list(backend.flat_blocks(a, np.zeros(10)))

@@ -35,8 +35,8 @@ def test_sizes_and_balance():
     train, test = load_sentiment("train"), load_sentiment("test")
     sizes = [len(load_sentiment("train", templated=False, blind=False)), len(load_sentiment("train", blind=False)),
              len(train), len(test)]
-    assert sizes == [358, 778, 1722, 200]
-    assert sum(y for _, y in test) == 100 and abs(sum(y for _, y in train) - len(train) / 2) <= 1
+    assert sizes == [358, 778, 2710, 200]
+    assert sum(y for _, y in test) == 100 and sum(y for _, y in train) == 1357  # 50.1% positive
     assert (len(load_ner("train")), len(load_ner("test")), len(load_qa("train")), len(load_qa("test"))) == \
         (1200, 300, 1200, 300)
     with pytest.raises(ValueError, match="split must be one of"):
@@ -86,17 +86,26 @@ def test_near_rule_catches_rewordings():
     assert not _near(_words("The zip broke on the second wear."), _words("A delight from start to finish."))
 
 
-def test_sentiment_part_3_is_balanced_and_far_from_the_held_out_file():
-    blind = read_tsv(FOLDER / "sentiment_train_blind.tsv")
-    assert (len(blind), sum(y for _, y in blind)) == (944, 473)
-    assert load_sentiment("train")[-len(blind):] == blind  # the default training split ends with part 3
+@pytest.mark.parametrize(("name", "size", "positive"), [("sentiment_train_blind.tsv", 944, 473),
+                                                       ("sentiment_train_blind_2.tsv", 988, 495)])
+def test_sentiment_parts_3_and_4_are_balanced_and_far_from_the_held_out_file(name, size, positive):
+    part = read_tsv(FOLDER / name)
+    assert (len(part), sum(y for _, y in part)) == (size, positive)
     earlier = {" ".join(_words(t)) for t, _ in load_sentiment("train", blind=False)}
     held_out = [_words(t) for t, _ in load_sentiment("test")]
-    for text, _ in blind:
+    for text, _ in part:
         w = _words(text)
         assert " ".join(w) not in earlier, text
         close = [" ".join(h) for h in held_out if _near(w, h)]
         assert not close, f"{text!r} is near the held-out {close}"
+
+
+def test_default_training_split_ends_with_parts_3_and_4():
+    parts = read_tsv(FOLDER / "sentiment_train_blind.tsv") + read_tsv(FOLDER / "sentiment_train_blind_2.tsv")
+    assert load_sentiment("train")[-len(parts):] == parts
+    assert load_sentiment("train")[:-len(parts)] == load_sentiment("train", blind=False)
+    texts = [" ".join(_words(t)) for t, _ in parts]
+    assert len(set(texts)) == len(texts)  # no sentence twice across the two parts
 
 
 def test_sentiment_has_negation_and_contrast_in_both_splits():

@@ -454,3 +454,35 @@ def test_clip_grad_norm_float32_and_non_finite():
         np.testing.assert_array_equal(backend.to_numpy(p.grad), b)  # not scaled by 0 (inf * 0 = nan)
     with pytest.raises(ValueError, match="max_norm must be a finite number > 0, got 0"):
         clip_grad_norm(ps, 0)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("make", ["adam", "adamw"])
+def test_adam_update_in_blocks_matches_torch(monkeypatch, make):
+    """Adam's update runs on blocks of ``backend.block_size`` entries (65,536 on the host, more than any
+    parameter above has): blocks of 5 here, so the (3, 4) matrix is 5 + 5 + 2 entries, and every block boundary
+    and the ragged last block are crossed; still torch's numbers."""
+    monkeypatch.setattr(backend, "_HOST_BLOCK", 5)
+    if make == "adam":
+        _torch_parity(lambda ps: Adam(_groups(ps), lr=0.1, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.02),
+                      lambda torch, ts: torch.optim.Adam(_groups(ts), lr=0.1, betas=(0.8, 0.95), eps=1e-6,
+                                                         weight_decay=0.02))
+    else:
+        _torch_parity(lambda ps: AdamW(_groups(ps), lr=0.1, weight_decay=0.05),
+                      lambda torch, ts: torch.optim.AdamW(_groups(ts), lr=0.1, weight_decay=0.05))
+
+
+def test_adam_blocks_are_bit_identical_to_one_block(monkeypatch):
+    """Blocking changes where each pass runs, not what it computes: the same bits as one whole-array block."""
+    rng = np.random.default_rng(3)
+    init, grads = rng.standard_normal((7, 9)), [rng.standard_normal((7, 9)) for _ in range(4)]
+    out = {}
+    for block in (4, 10**6):
+        monkeypatch.setattr(backend, "_HOST_BLOCK", block)
+        p = param(init)
+        opt = AdamW([p], lr=0.05, weight_decay=0.1)
+        for g in grads:
+            p.grad[...] = backend.asarray(g)
+            opt.step()
+        out[block] = host(p)
+    np.testing.assert_array_equal(out[4], out[10**6])

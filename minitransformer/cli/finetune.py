@@ -23,7 +23,7 @@ __all__ = ["add_parsers"]
 _EPILOG = """\
 tasks (data sets shipped with the package, written for this project; the held-out
 splits are not drawn from the training templates):
-  sentiment  BertForSequenceClassification on short reviews (1,722 train, 200 held-out
+  sentiment  BertForSequenceClassification on short reviews (2,710 train, 200 held-out
              sentences, negation and contrast included); score: accuracy
   ner        BertForTokenClassification, IOB2 tags of PER/LOC/ORG/DATE (1,200 / 300
              sentences; held-out names and templates); score: entity-level F1

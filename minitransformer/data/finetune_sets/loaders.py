@@ -59,11 +59,11 @@ def load_sentiment(split: str = "train", templated: bool = True, blind: bool = T
     """Sentiment examples ``(text, label)``, label 1 = positive, 0 = negative.
 
     Args:
-        split: "train" (1,722 sentences: 358 hand-written, 420 templated, 944 of part 3) or "test"
-            (200 hand-written, held out).
+        split: "train" (2,710 sentences: 358 hand-written, 420 templated, 944 of part 3, 988 of part 4)
+            or "test" (200 hand-written, held out).
         templated: for "train", include the templated part (``sentiment_train_templated.tsv``).
-        blind: for "train", include part 3: sentences written without access to the held-out file, then
-            filtered against it (``sentiment_train_blind.tsv``).
+        blind: for "train", include parts 3 and 4: sentences written without access to the held-out file,
+            then filtered against it (``sentiment_train_blind.tsv``, ``sentiment_train_blind_2.tsv``).
     """
     _check_split(split)
     if split == "test":
@@ -72,7 +72,7 @@ def load_sentiment(split: str = "train", templated: bool = True, blind: bool = T
     if templated:
         rows += read_tsv(FOLDER / "sentiment_train_templated.tsv")
     if blind:
-        rows += read_tsv(FOLDER / "sentiment_train_blind.tsv")
+        rows += read_tsv(FOLDER / "sentiment_train_blind.tsv") + read_tsv(FOLDER / "sentiment_train_blind_2.tsv")
     return rows
 
 
