@@ -64,7 +64,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "pretrain_target.json"))
     args = parser.parse_args(argv)
     settings = dict(SETTINGS)
-    known = sorted(set(settings) | set(SIZES[settings["size"]]) | {"nsp_weight"} | set(BertConfig().to_dict()))
+    known = sorted(set(settings) | set(SIZES[settings["size"]]) | {"nsp_weight", "weight_decay"}
+                   | set(BertConfig().to_dict()))
     for item in args.set:
         key, _, value = item.partition("=")
         if key not in known:

@@ -36,6 +36,10 @@ def describe(record: dict) -> str:
         parts.append(f"max_len {s['max_len']}")
     if s.get("nsp_weight", 1.0) != 1.0:
         parts.append(f"nsp_weight {s['nsp_weight']}")
+    if s.get("weight_decay", 0.01) != 0.01:
+        parts.append(f"weight decay {s['weight_decay']:g}")
+    if s.get("batch_size", 32) != 32:
+        parts.append(f"batch {s['batch_size']}")
     if record.get("documents", 4000) != 4000:
         parts.append(f"{record['documents']:,} documents")
     small = {"hidden_size": (64, "hidden"), "num_hidden_layers": (2, "layers"),

@@ -274,7 +274,7 @@ def block_size(x) -> int:
 def flat_blocks(*arrays):
     """Matching blocks of same-shape arrays, for a chain of in-place elementwise passes (see ``block_size``).
 
-    Yields tuples of 1-D views ``(a[i:i + b], b[i:i + b], ...)`` of the flattened arrays, so that
+    Yields tuples of 1-D views ``(x[i:i + n], y[i:i + n], ...)`` of the flattened arrays, so that
     writing into a block writes into the array. If any array is not C-contiguous (its flattening
     would be a copy), or on a GPU, yields the whole arrays once instead.
     """

@@ -28,6 +28,8 @@ def test_describe_names_only_what_differs_from_the_gelu_cosine_recipe():
     assert describe(_record({"hidden_act": "relu", "initializer_range": 0.05, "decay_fraction": 0.3})) == \
         "relu, init 0.05, wsd 0.3"
     assert describe(_record({"max_len": 96, "nsp_weight": 3})) == "max_len 96, nsp_weight 3"
+    assert describe(_record({"weight_decay": 0.1, "batch_size": 16})) == "weight decay 0.1, batch 16"
+    assert describe(_record({"weight_decay": 0.01, "batch_size": 32})) == "GELU, init 0.02, cosine"  # the defaults
 
 
 def test_seed_from_the_record_or_the_file_name():
