@@ -18,28 +18,17 @@ from minitransformer.viz import save_figure
 
 HERE = Path(__file__).resolve().parent / "results"
 
+# (setting, its value in BERT's GELU / init 0.02 / cosine recipe at lr 4e-3, how another value is named)
+NAMED = (("hidden_act", "gelu", "{}"), ("initializer_range", 0.02, "init {}"), ("decay_fraction", 1.0, "wsd {}"),
+         ("lr", 4e-3, "lr {:g}"), ("warmup", 200, "warmup {}"), ("max_len", 64, "max_len {}"),
+         ("nsp_weight", 1.0, "nsp_weight {}"), ("weight_decay", 0.01, "weight decay {:g}"),
+         ("batch_size", 32, "batch {}"))
+
+
 def describe(record: dict) -> str:
     """The settings that differ from BERT's GELU / init 0.02 / cosine at lr 4e-3, e.g. 'relu, init 0.05, wsd 0.3'."""
     s = record["settings"]
-    parts = []
-    if s.get("hidden_act", "gelu") != "gelu":
-        parts.append(s["hidden_act"])
-    if s.get("initializer_range", 0.02) != 0.02:
-        parts.append(f"init {s['initializer_range']}")
-    if s.get("decay_fraction", 1.0) != 1.0:
-        parts.append(f"wsd {s['decay_fraction']}")
-    if s.get("lr", 4e-3) != 4e-3:
-        parts.append(f"lr {s['lr']:g}")
-    if s.get("warmup", 200) != 200:
-        parts.append(f"warmup {s['warmup']}")
-    if s.get("max_len", 64) != 64:
-        parts.append(f"max_len {s['max_len']}")
-    if s.get("nsp_weight", 1.0) != 1.0:
-        parts.append(f"nsp_weight {s['nsp_weight']}")
-    if s.get("weight_decay", 0.01) != 0.01:
-        parts.append(f"weight decay {s['weight_decay']:g}")
-    if s.get("batch_size", 32) != 32:
-        parts.append(f"batch {s['batch_size']}")
+    parts = [name.format(s[key]) for key, default, name in NAMED if s.get(key, default) != default]
     if record.get("documents", 4000) != 4000:
         parts.append(f"{record['documents']:,} documents")
     small = {"hidden_size": (64, "hidden"), "num_hidden_layers": (2, "layers"),
