@@ -403,7 +403,7 @@ def time_pair(fn_ours, fn_torch, peak: MatmulPeak, warmup: int, repeats: int, pa
     for i in range(repeats):
         order = [("ours", fn_ours), ("torch", fn_torch)]
         for name, fn in order if i % 2 == 0 else order[::-1]:
-            time.sleep(pause)  # let the other library's spinning worker threads go idle
+            time.sleep(pause)  # let the other library's (and the matmul peak's) spinning worker threads go idle
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
@@ -601,7 +601,9 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=2, help="untimed repeats first")
     p.add_argument("--threads", type=int, default=THREADS,
                    help="BLAS threads for NumPy and torch.set_num_threads (default 2, the issue's setting)")
-    p.add_argument("--pause", type=float, default=0.05, help="seconds of sleep before each timed call")
+    p.add_argument("--pause", type=float, default=0.25,
+                   help="seconds of sleep before each timed call and each peak measurement: idle BLAS and OpenMP "
+                        "worker threads spin ~0.1-0.2 s after their last call and would hold a core")
     p.add_argument("--modes", default="forward,train", help="comma-separated modes to run (forward, train)")
     p.add_argument("--quick", action="store_true", help="tiny sizes, 1 warm-up, 2 repeats: a smoke test")
     p.add_argument("--no-memory", action="store_true", help="skip the subprocess memory measurement")

@@ -20,9 +20,11 @@ draws from ``device_rng()``, a generator of the active backend.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import math
 import os
+import threading
 
 import numpy
 
@@ -36,12 +38,16 @@ __all__ = [
     "erf",
     "errstate",
     "flat_blocks",
+    "for_each_block",
+    "host_threads",
+    "row_blocks",
     "one_blas_thread",
     "get_array_module",
     "host_rng",
     "is_array",
     "load_npz",
     "manual_seed",
+    "matmul",
     "rng_state",
     "save_npz",
     "scatter_add",
@@ -243,17 +249,117 @@ def one_blas_thread(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        global _BLAS_CONTROLLER
         if _state.name != "numpy":
             return fn(*args, **kwargs)
-        if _BLAS_CONTROLLER is None:
-            from threadpoolctl import ThreadpoolController
-
-            _BLAS_CONTROLLER = ThreadpoolController()
-        with _BLAS_CONTROLLER.limit(limits=1, user_api="blas"):
+        with _blas_controller().limit(limits=1, user_api="blas"):
             return fn(*args, **kwargs)
 
     return wrapper
+
+
+def _blas_controller():
+    """threadpoolctl's controller of the loaded BLAS libraries (found once, ~50 ms)."""
+    global _BLAS_CONTROLLER
+    if _BLAS_CONTROLLER is None:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS_CONTROLLER = ThreadpoolController()
+    return _BLAS_CONTROLLER
+
+
+def host_threads() -> int:
+    """How many threads ``for_each_block`` spreads host work over: the BLAS library's thread count now.
+
+    One setting governs both the matmuls and the elementwise passes: ``OPENBLAS_NUM_THREADS``
+    (or ``OMP_NUM_THREADS``) at start-up, or threadpoolctl's ``threadpool_limits(n, user_api="blas")``
+    around a region, as ``benchmarks/bench_vs_torch.py --threads`` does. ~1 us per call.
+    """
+    counts = [lib.get_num_threads() for lib in _blas_controller().select(user_api="blas").lib_controllers]
+    return max(1, min(counts)) if counts else 1
+
+
+_POOL = None  # (pid, ThreadPoolExecutor) of for_each_block's helper threads, made on first use
+_POOL_LOCK = threading.Lock()
+
+
+def _helper_pool():
+    """The helper threads, remade in a forked child (a fork copies no threads, only the pool object)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL[0] != os.getpid():
+            from concurrent.futures import ThreadPoolExecutor
+
+            _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=max(1, (os.cpu_count() or 2) - 1),
+                                                     thread_name_prefix="minitransformer-block"))
+        return _POOL[1]
+
+
+def for_each_block(body, blocks) -> None:
+    """Call ``body(*block)`` for every block of ``blocks`` (from ``flat_blocks`` or ``row_blocks``), on
+    ``host_threads()`` threads at once.
+
+    NumPy runs each elementwise pass on one core, and lets go of Python's global lock while it
+    loops over the entries. So the blocks are cut into ``host_threads()`` runs of consecutive blocks;
+    the calling thread works through the first run and helper threads through the others, each block
+    as it would on its own. The result is the same, bit for bit, for any number of threads: each
+    block is computed by the same lines. ``body`` must write only into its own blocks.
+
+    While the threads run, the BLAS library is held to one thread per caller (a ``body`` may call
+    matmuls, as attention does), and a ``for_each_block`` inside a ``body`` runs its blocks in turn.
+    On a GPU, or with one thread, or with one block: a plain loop in the calling thread.
+    """
+    blocks = list(blocks)
+    n = min(len(blocks), host_threads()) if len(blocks) > 1 and _state.name == "numpy" else 1
+    if n <= 1:
+        for block in blocks:
+            body(*block)
+        return
+    bounds = [len(blocks) * k // n for k in range(n + 1)]  # n runs of consecutive blocks
+
+    def run(k):
+        for block in blocks[bounds[k]:bounds[k + 1]]:
+            body(*block)
+
+    with _blas_controller().limit(limits=1, user_api="blas"):  # host_threads() is 1 inside: no nesting
+        # each helper runs in a copy of the caller's context: numpy.errstate (a context variable) holds there too
+        futures = [_helper_pool().submit(contextvars.copy_context().run, run, k) for k in range(1, n)]
+        try:
+            run(0)
+        finally:
+            errors = [f.exception() for f in futures]  # waits for every helper before anything returns
+    for e in errors:
+        if e is not None:
+            raise e
+
+
+_SPLIT_MATMUL_MIN = 1 << 22  # m * k * n below this: one thread (~40 us of work; a split costs ~30 us)
+
+
+def matmul(a, b):
+    """``a @ b`` for 2-D arrays; on the host, the rows of ``a`` (and of the product) are split over
+    ``host_threads()`` threads, each with one BLAS thread (``for_each_block``).
+
+    Why not leave the threads to BLAS: its idle worker threads spin for ~0.1 s after each matmul
+    and hold a core, so the elementwise passes that ``for_each_block`` spreads over the cores right
+    after a matmul found no free core and gained nothing. With the matmuls split by our own threads
+    (which sleep when idle), one pool does all the parallel work and BLAS's workers never wake.
+    Each row of the product is computed as in one whole-array call. On a GPU: ``a @ b``.
+    """
+    if not on_host(a) or a.ndim != 2 or b.ndim != 2:
+        return a @ b
+    m = a.shape[0]
+    n = min(host_threads(), m)
+    if n <= 1 or m * a.shape[1] * b.shape[1] < _SPLIT_MATMUL_MIN:
+        with _blas_controller().limit(limits=1, user_api="blas"):  # small: one thread, and BLAS's workers stay asleep
+            return a @ b
+    out = numpy.empty((m, b.shape[1]), dtype=numpy.result_type(a, b))  # (m, n_cols)
+    runs = [slice(m * i // n, m * (i + 1) // n) for i in range(n)]  # n runs of consecutive rows
+
+    def run(rows):
+        numpy.matmul(a[rows], b, out=out[rows])  # (r, n_cols) its rows of the product
+
+    for_each_block(run, [(rows,) for rows in runs])
+    return out
 
 
 def on_host(x) -> bool:
@@ -287,6 +393,26 @@ def flat_blocks(*arrays):
     step = block_size(flat[0])
     for i in range(0, flat[0].shape[0], step):
         yield tuple(a[i:i + step] for a in flat)  # (b,) views
+
+
+def row_blocks(*arrays):
+    """Matching blocks of rows of 2-D arrays ``(N, d_i)``, for per-row formulas (see ``block_size``).
+
+    Yields tuples of views ``(a[i:i + r], b[i:i + r], ...)``, each block about ``block_size``
+    entries of the widest array (at least one row), so that a chain of per-row passes
+    (LayerNorm's means, centring, scaling) stays in the CPU's cache. Writing into a block
+    writes into the array. On a GPU yields the whole arrays once.
+    """
+    if any(a.ndim != 2 for a in arrays) or len({a.shape[0] for a in arrays}) != 1:
+        raise ValueError(f"row_blocks: expected 2-D arrays with one number of rows, got "
+                         f"{[tuple(a.shape) for a in arrays]}")
+    n_rows = arrays[0].shape[0]
+    rows = max(1, block_size(arrays[0]) // max(1, max(a.shape[1] for a in arrays)))
+    if rows >= n_rows:
+        yield arrays
+        return
+    for i in range(0, n_rows, rows):
+        yield tuple(a[i:i + rows] for a in arrays)  # (r, d_i) views
 
 
 def scatter_add(target, indices, values) -> None:

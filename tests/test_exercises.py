@@ -140,7 +140,8 @@ def test_student_source_raises_with_the_hint_at_the_right_indentation():
     assert "dK = (dS.swapaxes(-1, -2) @ Q) * scale" not in new and "S = (Q * scale) @" not in new
     namespace = {"__name__": "student_attention"}
     code = compile(new.replace("from .. import backend", "from minitransformer import backend")
-                   .replace("from .softmax import", "from minitransformer.nn.softmax import"), rel, "exec")
+                   .replace("from .softmax import", "from minitransformer.nn.softmax import")
+                   .replace("from .batch_split import", "from minitransformer.nn.batch_split import"), rel, "exec")
     exec(code, namespace)
     Q = K = V = randn(backend.host_rng(0), 1, 1, 2, 3)
     with pytest.raises(NotImplementedError, match=r"^Exercise attention: scale = 1 / sqrt\(d_k\)"):
@@ -275,8 +276,9 @@ def test_filled_in_copy_gets_full_marks_from_the_cli(copy, capsys):
 
 def test_wrong_backward_scaled_missing_term_and_sqrt_dk_are_named(copy):
     _fill(copy)
-    _edit(copy, "nn/linear.py", "    dW = x2.T @ dy2", "    dW = 2.0 * (x2.T @ dy2)")
-    _edit(copy, "nn/layernorm.py", "dx = rstd * (g - mean_g - x_hat * mean_gx)", "dx = rstd * (g - x_hat * mean_gx)")
+    _edit(copy, "nn/linear.py", "    dW = backend.matmul(x2.T, dy2)", "    dW = 2.0 * (x2.T @ dy2)")
+    _edit(copy, "nn/layernorm.py", "dx_b[...] = rstd_b * (g - mean_g - xh_b * mean_gx)",
+          "dx_b[...] = rstd_b * (g - xh_b * mean_gx)")
     _edit(copy, "nn/attention.py", "dK = (dS.swapaxes(-1, -2) @ Q) * scale", "dK = dS.swapaxes(-1, -2) @ Q")
     report = check(copy)
     text = format_report(report)
@@ -291,7 +293,8 @@ def test_wrong_backward_scaled_missing_term_and_sqrt_dk_are_named(copy):
 
 def test_transposed_biased_and_batch_one_mistakes_are_named(copy):
     _fill(copy)
-    _edit(copy, "nn/linear.py", "    dW = x2.T @ dy2", "    dW = x[0].T @ dy[0]")  # right for one example only
+    # right for one example only:
+    _edit(copy, "nn/linear.py", "    dW = backend.matmul(x2.T, dy2)", "    dW = x[0].T @ dy[0]")
     _edit(copy, "nn/layernorm.py", "var = (xc * xc).mean(axis=-1, keepdims=True)",
           "var = (xc * xc).sum(axis=-1, keepdims=True) / (x.shape[-1] - 1)")
     _edit(copy, "nn/attention.py", "dV = P_drop.swapaxes(-1, -2) @ dY", "dV = P.swapaxes(-1, -2) @ dY")
@@ -307,13 +310,13 @@ def test_transposed_biased_and_batch_one_mistakes_are_named(copy):
     assert "wrong for padding + causal mask, dropout 0.25" in hints["attention"]
 
     _fill(copy)
-    _edit(copy, "nn/linear.py", "    dW = x2.T @ dy2", "    dW = dy2.T @ x2")
+    _edit(copy, "nn/linear.py", "    dW = backend.matmul(x2.T, dy2)", "    dW = dy2.T @ x2")
     assert "dW has shape (5, 4), expected (4, 5): transposed?" in check(copy, ["linear"]).result("linear").hint
 
 
 def test_transposed_gradients_are_named_end_to_end(copy):
     _fill(copy)
-    _edit(copy, "nn/linear.py", "    dW = x2.T @ dy2", "    dW = dy2.T @ x2")  # (d_out, d_in): transposed
+    _edit(copy, "nn/linear.py", "    dW = backend.matmul(x2.T, dy2)", "    dW = dy2.T @ x2")  # (d_out, d_in)
     _edit(copy, "nn/attention.py", "dK = (dS.swapaxes(-1, -2) @ Q) * scale", "dK = (dS @ Q) * scale")
     report = check(copy, ["linear", "attention"])
     hints = {r.id: r.hint for r in report.results}
@@ -338,7 +341,7 @@ def test_check_errors_not_a_copy_syntax_error_and_the_wrong_package(copy, tmp_pa
         check(tmp_path / "nothing")
     with pytest.raises(ExerciseError, match="was not handed out"):
         check(copy, ["relu"])
-    _edit(copy, "nn/linear.py", "    y = x @ W  # (..., d_out)", "    y = x @@ W  # (..., d_out)")
+    _edit(copy, "nn/linear.py", "    y = backend.matmul(x.reshape", "    y = backend.matmul(x @@ W, x.reshape")
     with pytest.raises(ExerciseError, match=r"does not import: SyntaxError.*linear\.py"):
         check(copy)
     # without the copy's own package on the path, the installed reference would be imported: refused

@@ -95,14 +95,15 @@ def gelu_forward(x, approximate: str = "none", keep_t: bool = True):
     _check_approximate(approximate)
     xp = backend.get_array_module(x)
     x_flat = x.reshape(-1)  # (n,)  a view of a contiguous x
-    # The formulas run on cache-sized blocks of x (backend.block_size; one block on a GPU): the ~6 passes
-    # of each block stay in the CPU's cache instead of each going through memory over all of (B, T, d_ff).
-    step = backend.block_size(x_flat)
-    t = xp.empty(x_flat.shape if keep_t else min(step, x_flat.shape[0]), dtype=x.dtype)  # (n,) or (block,)
     y = xp.empty(x_flat.shape, dtype=x.dtype)  # (n,)
-    for i in range(0, x_flat.shape[0], step):
-        x_b, y_b = x_flat[i:i + step], y[i:i + step]  # (b,) views
-        t_b = t[i:i + step] if keep_t else t[:x_b.shape[0]]  # (b,)  t's block, or the one scratch block
+    t = xp.empty(x_flat.shape, dtype=x.dtype) if keep_t else None  # (n,)
+
+    # The formulas run on cache-sized blocks of x (backend.flat_blocks; one block on a GPU): the ~6 passes of
+    # a block stay in the CPU's cache instead of each going through memory over all of (B, T, d_ff), and
+    # backend.for_each_block spreads the blocks over the CPU's cores.
+    def block(x_b, y_b, t_b=None):  # (b,) views
+        if t_b is None:
+            t_b = xp.empty_like(x_b)  # (b,)  scratch: t is not kept
         if approximate == "none":
             xp.multiply(x_b, _SQRT_HALF, out=t_b)  # (b,)
             backend.erf(t_b, out=t_b)  # (b,)  t = erf(x / sqrt 2), in place
@@ -115,6 +116,8 @@ def gelu_forward(x, approximate: str = "none", keep_t: bool = True):
         xp.multiply(x_b, t_b, out=y_b)  # (b,)  y = 0.5 x (1 + t) = 0.5 (x t + x), in place
         y_b += x_b
         y_b *= 0.5
+
+    backend.for_each_block(block, backend.flat_blocks(x_flat, y, *([t] if keep_t else [])))
     return y.reshape(x.shape), GELUCache(x, t.reshape(x.shape) if keep_t else None, approximate)  # (...), t (...)
 
 
@@ -138,12 +141,10 @@ def gelu_backward(dy, cache: GELUCache):
     x, t, approximate = cache
     x_f, t_f, dy_f = x.reshape(-1), t.reshape(-1), dy.reshape(-1)  # (n,) views of the contiguous arrays
     dx = xp.empty(x_f.shape, dtype=dy.dtype)  # (n,)
-    # As in the forward, the ~10 passes run on cache-sized blocks (2x faster than whole-array passes for
-    # GPT's (B*T, d_ff) in the tanh form; the same numbers bit for bit).
-    step = backend.block_size(x_f)
-    scratch = xp.empty(min(step, x_f.shape[0]), dtype=dy.dtype)  # (block,) for 1 - t^2
-    for i in range(0, x_f.shape[0], step):
-        x_b, t_b, dy_b, h = x_f[i:i + step], t_f[i:i + step], dy_f[i:i + step], dx[i:i + step]  # (b,) views
+
+    # As in the forward, the ~10 passes run on cache-sized blocks, spread over the cores (2x faster than
+    # whole-array passes for GPT's (B*T, d_ff) in the tanh form on one core; the same numbers bit for bit).
+    def block(x_b, t_b, dy_b, h):  # (b,) views; h is dx's block
         if approximate == "none":
             xp.multiply(x_b, x_b, out=h)  # (b,)  h = 2 dG/dx = 2 exp(-x^2 / 2) / sqrt(2 pi)  inverts t = erf(x/sqrt 2)
             h *= -0.5
@@ -153,8 +154,7 @@ def gelu_backward(dy, cache: GELUCache):
             xp.multiply(x_b, x_b, out=h)  # (b,)  h = du/dx = sqrt(2/pi) (1 + 3 * 0.044715 x^2)    inverts u = ...
             h *= _SQRT_2_OVER_PI * 3.0 * _KAPPA
             h += _SQRT_2_OVER_PI
-            s = scratch[:x_b.shape[0]]  # (b,)
-            xp.multiply(t_b, t_b, out=s)  # (b,)  s = 1 - t^2
+            s = xp.multiply(t_b, t_b)  # (b,)  s = 1 - t^2
             xp.subtract(1.0, s, out=s)
             h *= s  # (b,)  h = 2 dG/dx = (1 - t^2) du/dx                                     inverts t = tanh(u)
         h *= x_b  # (b,)  h = 2 x dG/dx
@@ -162,6 +162,8 @@ def gelu_backward(dy, cache: GELUCache):
         h += 1.0
         h *= dy_b
         h *= 0.5  # (b,)  dx = 0.5 dy (1 + t + 2 x dG/dx)                                      inverts y = 0.5 x (1 + t)
+
+    backend.for_each_block(block, backend.flat_blocks(x_f, t_f, dy_f, dx))
     return dx.reshape(x.shape)  # (...)
     # END SOLUTION
 

@@ -31,10 +31,11 @@ import math
 from typing import NamedTuple
 
 from .. import backend
+from .batch_split import SplitAttentionCache, split_backward_over_batch, split_forward_over_batch
 from .softmax import SoftmaxCache, softmax_backward, softmax_forward
 
-__all__ = ["AttentionCache", "build_attention_mask", "causal_mask", "scaled_dot_product_attention_backward",
-           "scaled_dot_product_attention_forward"]
+__all__ = ["AttentionCache", "SplitAttentionCache", "build_attention_mask", "causal_mask",
+           "scaled_dot_product_attention_backward", "scaled_dot_product_attention_forward"]
 
 
 def _check_broadcast(mask, shape, what: str) -> None:
@@ -55,7 +56,27 @@ class AttentionCache(NamedTuple):
     scale: float  # 1 / sqrt(d_k)
 
 
-@backend.one_blas_thread  # B * n_heads small GEMMs: a second BLAS thread only adds waiting (see backend)
+def _check_inputs(Q, K, V, dropout_mask, dropout_p) -> None:
+    """The forward's argument checks, one error naming the whole arrays for each kind of mistake."""
+    if Q.shape[:-2] != K.shape[:-2] or K.shape[:-1] != V.shape[:-1] or Q.shape[-1] != K.shape[-1]:
+        raise ValueError(f"attention: expected Q (..., Tq, d_k), K (..., Tk, d_k), V (..., Tk, d_v) with the same "
+                         f"leading axes, got Q {tuple(Q.shape)}, K {tuple(K.shape)}, V {tuple(V.shape)}")
+    if not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"attention: dropout_p must be in [0, 1), got {dropout_p}")
+    if dropout_p > 0.0 and dropout_mask is None:
+        raise ValueError("attention: dropout_p > 0 needs dropout_mask (the mask is data, so it can be replayed)")
+
+
+def _check_all(Q, K, V, mask, dropout_mask, dropout_p) -> None:
+    """Every check of the forward's arguments, run on the whole batch before it is split (``batch_split``)."""
+    _check_inputs(Q, K, V, dropout_mask, dropout_p)
+    scores_shape = (*Q.shape[:-1], K.shape[-2])  # (..., Tq, Tk)
+    for m, what in ((mask, "attention mask"), (dropout_mask, "attention dropout_mask")):
+        if m is not None:
+            _check_broadcast(m, scores_shape, what)
+
+
+@split_forward_over_batch(_check_all)  # runs of examples on parallel threads, one BLAS thread each (see batch_split)
 def scaled_dot_product_attention_forward(Q, K, V, mask=None, dropout_mask=None, dropout_p=0.0):
     """Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k)) V, with optional mask and dropout on P.
 
@@ -77,13 +98,7 @@ def scaled_dot_product_attention_forward(Q, K, V, mask=None, dropout_mask=None, 
         Y = P_drop V
     """
     xp = backend.get_array_module(Q, K, V)
-    if Q.shape[:-2] != K.shape[:-2] or K.shape[:-1] != V.shape[:-1] or Q.shape[-1] != K.shape[-1]:
-        raise ValueError(f"attention: expected Q (..., Tq, d_k), K (..., Tk, d_k), V (..., Tk, d_v) with the same "
-                         f"leading axes, got Q {tuple(Q.shape)}, K {tuple(K.shape)}, V {tuple(V.shape)}")
-    if not 0.0 <= dropout_p < 1.0:
-        raise ValueError(f"attention: dropout_p must be in [0, 1), got {dropout_p}")
-    if dropout_p > 0.0 and dropout_mask is None:
-        raise ValueError("attention: dropout_p > 0 needs dropout_mask (the mask is data, so it can be replayed)")
+    _check_inputs(Q, K, V, dropout_mask, dropout_p)
     # BEGIN SOLUTION attention: scale = 1 / sqrt(d_k) (a Python float: math.sqrt), S = Q K^T * scale
     # HINT: K^T swaps the last two axes of K; the leading axes (B, n_heads) go through @ as batch axes
     scale = 1.0 / math.sqrt(Q.shape[-1])  # Python float: keeps float32 float32
@@ -108,7 +123,7 @@ def scaled_dot_product_attention_forward(Q, K, V, mask=None, dropout_mask=None, 
     return Y, AttentionCache(Q, K, V, P, dropout_mask, dropout_scale, scale)
 
 
-@backend.one_blas_thread
+@split_backward_over_batch
 def scaled_dot_product_attention_backward(dY, cache: AttentionCache):
     """Gradients of ``scaled_dot_product_attention_forward``.
 

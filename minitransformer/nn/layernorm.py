@@ -51,14 +51,24 @@ def layernorm_forward(x, gamma, beta, eps: float = 1e-5):
     # BEGIN SOLUTION layernorm: mu = mean(x), var = mean((x - mu)^2) (biased), rstd = 1 / sqrt(var + eps), last axis
     # HINT: x_hat = (x - mu) * rstd, y = gamma * x_hat + beta; return y, LayerNormCache(x_hat, rstd, gamma)
     xp = backend.get_array_module(x)
-    mu = x.mean(axis=-1, keepdims=True)  # (..., 1)
-    xc = x - mu  # (..., d_model)  centred input
-    var = (xc * xc).mean(axis=-1, keepdims=True)  # (..., 1)  two-pass variance: no cancellation
-    rstd = 1.0 / xp.sqrt(var + float(eps))  # (..., 1)  Python float eps: float32 stays float32
-    x_hat = xc  # (..., d_model)  xc is normalised in place: x_hat = (x - mu) * rstd
-    x_hat *= rstd
-    y = x_hat * gamma  # (..., d_model)  y = gamma * x_hat + beta, one temporary
-    y += beta
+    d_model = x.shape[-1]
+    x2 = x.reshape(-1, d_model)  # (N, d_model)  N = product of leading axes
+    y = xp.empty(x2.shape, dtype=x.dtype)  # (N, d_model)
+    x_hat = xp.empty(x2.shape, dtype=x.dtype)  # (N, d_model)
+    rstd = xp.empty((x2.shape[0], 1), dtype=x.dtype)  # (N, 1)
+    # Rows are independent, so the lines run on cache-sized blocks of rows (backend.row_blocks; one block on a
+    # GPU), spread over the CPU's cores (backend.for_each_block): a block's ~8 passes stay in the core's cache.
+    def block(x_b, y_b, xh_b, rstd_b):  # (r, d_model) views, rstd_b (r, 1): r rows of the block
+        mu = x_b.mean(axis=-1, keepdims=True)  # (r, 1)
+        xc = xp.subtract(x_b, mu, out=xh_b)  # (r, d_model)  centred input, built in x_hat's block
+        var = (xc * xc).mean(axis=-1, keepdims=True)  # (r, 1)  two-pass variance: no cancellation
+        rstd_b[...] = 1.0 / xp.sqrt(var + float(eps))  # (r, 1)  Python float eps: float32 stays float32
+        xc *= rstd_b  # (r, d_model)  x_hat = (x - mu) * rstd, in place
+        xp.multiply(xc, gamma, out=y_b)  # (r, d_model)  y = gamma * x_hat + beta
+        y_b += beta
+
+    backend.for_each_block(block, backend.row_blocks(x2, y, x_hat, rstd))
+    y, x_hat, rstd = y.reshape(x.shape), x_hat.reshape(x.shape), rstd.reshape(*x.shape[:-1], 1)  # (...)
     return y, LayerNormCache(x_hat, rstd, gamma)
     # END SOLUTION
 
@@ -88,13 +98,22 @@ def layernorm_backward(dy, cache: LayerNormCache):
     x_hat, rstd, gamma = cache
     xp = backend.get_array_module(dy, x_hat)
     d_model = gamma.shape[0]
-    g = dy * gamma  # (..., d_model)  inverts y = gamma * x_hat + beta, w.r.t. x_hat
-    mean_g = g.mean(axis=-1, keepdims=True)  # (..., 1)       inverts mu = mean(x)
-    # the two sums of products below run as einsum: no (..., d_model) temporary for g * x_hat or dy * x_hat
-    mean_gx = xp.einsum("...i,...i->...", g, x_hat)[..., None] / d_model  # (..., 1)  inverts rstd = 1/sqrt(var + eps)
-    dx = rstd * (g - mean_g - x_hat * mean_gx)  # (..., d_model)  inverts x_hat = (x - mu) * rstd
-    dgamma = xp.einsum("ni,ni->i", dy.reshape(-1, d_model), x_hat.reshape(-1, d_model))  # (d_model,)  gamma * x_hat
-    dbeta = dy.reshape(-1, d_model).sum(axis=0)  # (d_model,)  inverts + beta
+    dy2, x_hat2 = dy.reshape(-1, d_model), x_hat.reshape(-1, d_model)  # (N, d_model)
+    rstd2 = rstd.reshape(-1, 1)  # (N, 1)
+    dx = xp.empty(dy2.shape, dtype=dy.dtype)  # (N, d_model)
+
+    # As in the forward, dx's lines run on blocks of rows, spread over the cores.
+    def block(dy_b, xh_b, rstd_b, dx_b):  # (r, d_model) views, rstd_b (r, 1)
+        g = xp.multiply(dy_b, gamma, out=dx_b)  # (r, d_model)  inverts y = gamma * x_hat + beta, w.r.t. x_hat
+        mean_g = g.mean(axis=-1, keepdims=True)  # (r, 1)       inverts mu = mean(x)
+        # einsum for the sum of products: no (r, d_model) temporary for g * x_hat
+        mean_gx = xp.einsum("ri,ri->r", g, xh_b)[:, None] / d_model  # (r, 1)  inverts rstd = 1/sqrt(var + eps)
+        dx_b[...] = rstd_b * (g - mean_g - xh_b * mean_gx)  # (r, d_model)  inverts x_hat = (x - mu) * rstd
+
+    backend.for_each_block(block, backend.row_blocks(dy2, x_hat2, rstd2, dx))
+    dgamma = xp.einsum("ni,ni->i", dy2, x_hat2)  # (d_model,)  inverts gamma * x_hat: sums over all rows
+    dbeta = dy2.sum(axis=0)  # (d_model,)  inverts + beta
+    dx = dx.reshape(dy.shape)  # (..., d_model)
     return dx, dgamma, dbeta
     # END SOLUTION
 

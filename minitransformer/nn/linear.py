@@ -35,10 +35,9 @@ def linear_forward(x, W, b=None):
     Math:
         y = x @ W + b
     """
-    if x.ndim > 2:  # (B, T, d_in) as ONE (B*T, d_in) matmul: on a 3-D x, NumPy's @ calls BLAS once per b
-        y = (x.reshape(-1, x.shape[-1]) @ W).reshape(*x.shape[:-1], W.shape[1])  # (..., d_out)
-    else:
-        y = x @ W  # (..., d_out)   one BLAS matmul
+    # x @ W, for (B, T, d_in) as ONE (B*T, d_in) matmul (on a 3-D x, NumPy's @ calls BLAS once per b).
+    # backend.matmul is a @ b with the rows spread over the CPU's cores (see there why not by BLAS itself).
+    y = backend.matmul(x.reshape(-1, x.shape[-1]), W).reshape(*x.shape[:-1], W.shape[1])  # (..., d_out)
     if b is not None:
         y += b  # (..., d_out)  in place: y is a fresh matmul result
     return y, LinearCache(x, W)
@@ -64,8 +63,8 @@ def linear_backward(dy, cache: LinearCache):
     d_in, d_out = W.shape
     x2 = x.reshape(-1, d_in)  # (N, d_in)  N = product of leading axes
     dy2 = dy.reshape(-1, d_out)  # (N, d_out)
-    dx = (dy2 @ W.T).reshape(x.shape)  # (..., d_in)      inverts y = x @ W (one 2-D matmul, as forward)
-    dW = x2.T @ dy2  # (d_in, d_out)   one matmul instead of a sum of per-token outer products
+    dx = backend.matmul(dy2, W.T).reshape(x.shape)  # (..., d_in)  dy @ W^T, inverts y = x @ W (one 2-D matmul)
+    dW = backend.matmul(x2.T, dy2)  # (d_in, d_out)  x^T dy: one matmul, not a sum of per-token outer products
     db = dy2.sum(axis=0)  # (d_out,)                      inverts y = ... + b (broadcast)
     return dx, dW, db
     # END SOLUTION

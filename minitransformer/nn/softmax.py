@@ -13,6 +13,7 @@ e.g. from an additive attention mask.)
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 from .. import backend
@@ -108,13 +109,22 @@ def log_softmax_forward(x):
         y = x - m - log(sum_k exp(x_k - m)),   m = max_k x_k
     """
     xp = backend.get_array_module(x)
-    m = _safe_row_max(xp, x)  # (..., 1)
-    y = x - m  # (..., n)  z = x - m <= 0; y is z until the last line
-    P = xp.exp(y)  # (..., n)  exp(z)
-    s = P.sum(axis=-1, keepdims=True)  # (..., 1)  sum_k exp(z_k) >= 1
-    y -= xp.log(s)  # (..., n)  y = z - log-sum-exp
-    P /= s  # (..., n)  softmax = exp(z) / sum: the same P as exp(y), without a second exp
-    return y, LogSoftmaxCache(P)
+    x2 = x.reshape(math.prod(x.shape[:-1]), x.shape[-1])  # (N, n)  N = product of the leading axes
+    y = xp.empty(x2.shape, dtype=x.dtype)  # (N, n)
+    P = xp.empty(x2.shape, dtype=x.dtype)  # (N, n)
+
+    # Rows are independent: the lines run on cache-sized blocks of rows (backend.row_blocks), spread over the
+    # CPU's cores (backend.for_each_block); one block on a GPU. r is the block's number of rows.
+    def block(x_b, y_b, P_b):  # (r, n) views
+        m = _safe_row_max(xp, x_b)  # (r, 1)
+        z = xp.subtract(x_b, m, out=y_b)  # (r, n)  z = x - m <= 0, built in y
+        xp.exp(z, out=P_b)  # (r, n)  exp(z)
+        s = P_b.sum(axis=-1, keepdims=True)  # (r, 1)  sum_k exp(z_k) >= 1
+        z -= xp.log(s)  # (r, n)  y = z - log-sum-exp
+        P_b /= s  # (r, n)  softmax = exp(z) / sum: the same P as exp(y), without a second exp
+
+    backend.for_each_block(block, backend.row_blocks(x2, y, P))
+    return y.reshape(x.shape), LogSoftmaxCache(P.reshape(x.shape))
 
 
 def log_softmax_backward(dy, cache: LogSoftmaxCache):

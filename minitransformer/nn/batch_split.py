@@ -1,0 +1,120 @@
+"""Attention on runs of examples side by side: the forward and backward split over the host's threads.
+
+Examples never meet in attention: example b's output depends only on example b's Q, K, V and mask
+rows. So the batch axis can be cut into runs, one per thread (``backend.host_threads()``), and each
+thread runs the whole attention forward or backward on its run (its B * n_heads / n_threads per-head
+GEMMs, the masks, the softmax) with one BLAS thread (``backend.for_each_block``). The per-head GEMMs
+are too small to share across BLAS threads (see ``backend.one_blas_thread``); the runs are not.
+
+Each run is computed by the same lines as the whole batch, so the numbers are the same bit for bit
+(``tests/test_threads.py``). The two decorators here wrap ``scaled_dot_product_attention_forward``
+and ``..._backward`` in ``attention.py``, whose code stays the one-call formula. With one thread, one
+example, no batch axis, or on a GPU they call the function once, as it is.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+from .. import backend
+
+__all__ = ["SplitAttentionCache", "split_backward_over_batch", "split_forward_over_batch"]
+
+
+class SplitAttentionCache(NamedTuple):
+    """The cache of an attention forward that ran on runs of examples side by side.
+
+    Reads like an ``AttentionCache``: ``Q``, ``K``, ``V`` and ``dropout_mask`` are the whole arrays, and
+    ``P``, ``dropout_scale``, ``scale`` are properties. The backward uses ``parts`` directly, so the whole
+    P (B, n_heads, Tq, Tk) is only put together when someone asks for it (a heatmap, ``need_weights``).
+    """
+
+    Q: object  # (..., Tq, d_k)
+    K: object  # (..., Tk, d_k)
+    V: object  # (..., Tk, d_v)
+    dropout_mask: object  # (..., Tq, Tk) or None, as given to the forward
+    parts: list  # AttentionCache of each run of examples
+    rows: list  # slice of axis 0 of each run
+
+    @property
+    def P(self):  # (..., Tq, Tk)  a new array: the runs' weights one after the other
+        return backend.get_array_module(self.Q).concatenate([part.P for part in self.parts])
+
+    @property
+    def dropout_scale(self) -> float:
+        return self.parts[0].dropout_scale
+
+    @property
+    def scale(self) -> float:
+        return self.parts[0].scale
+
+
+def batch_runs(*arrays) -> list:
+    """Runs of examples (slices of axis 0) for the host's threads: one per ``backend.host_threads()``.
+
+    One slice, the whole batch, when there is no batch axis (2-D), one example, one thread, a GPU, or
+    arrays of different dtypes (the split path allocates its outputs in one dtype).
+    """
+    first = arrays[0]
+    whole = [slice(None)]
+    if first.ndim < 3 or first.shape[0] < 2 or not backend.on_host(first) or len({a.dtype for a in arrays}) != 1:
+        return whole
+    n = min(first.shape[0], backend.host_threads())
+    return [slice(first.shape[0] * k // n, first.shape[0] * (k + 1) // n) for k in range(n)] if n > 1 else whole
+
+
+def batch_rows(mask, rows: slice, ndim: int):
+    """Examples ``rows`` of a mask of rank ``ndim`` with a batch axis; a mask that broadcasts over it as is."""
+    if mask is None or mask.ndim < ndim or mask.shape[0] == 1:
+        return mask
+    return mask[rows]
+
+
+def split_forward_over_batch(check):
+    """Decorator factory: run the attention forward ``f(Q, K, V, mask, dropout_mask, dropout_p)`` on runs
+    of examples side by side, each writing its rows of Y; ``check`` (the same arguments) runs first on the
+    whole batch, so that an error names the arrays as they were given. Returns (Y, SplitAttentionCache).
+    """
+
+    def decorate(forward):
+        @functools.wraps(forward)
+        def wrapper(Q, K, V, mask=None, dropout_mask=None, dropout_p=0.0):
+            runs = batch_runs(Q, K, V)
+            if len(runs) == 1:
+                return backend.one_blas_thread(forward)(Q, K, V, mask, dropout_mask, dropout_p)
+            check(Q, K, V, mask, dropout_mask, dropout_p)
+            Y = backend.get_array_module(Q).empty((*Q.shape[:-1], V.shape[-1]), dtype=Q.dtype)  # (..., Tq, d_v)
+            ndim = Q.ndim  # the rank of the scores (..., Tq, Tk)
+            parts = [None] * len(runs)
+
+            def run(k, rows):  # the forward of examples `rows`, into their rows of Y
+                Y[rows], parts[k] = forward(Q[rows], K[rows], V[rows], batch_rows(mask, rows, ndim),
+                                            batch_rows(dropout_mask, rows, ndim), dropout_p)
+
+            backend.for_each_block(run, enumerate(runs))
+            return Y, SplitAttentionCache(Q, K, V, dropout_mask, parts, runs)
+
+        return wrapper
+
+    return decorate
+
+
+def split_backward_over_batch(backward):
+    """Decorator: the attention backward ``f(dY, cache)`` of a ``SplitAttentionCache`` run by run, side by side,
+    each writing its rows of dQ, dK, dV. Any other cache: one call, as it is."""
+
+    @functools.wraps(backward)
+    def wrapper(dY, cache):
+        if not isinstance(cache, SplitAttentionCache):
+            return backend.one_blas_thread(backward)(dY, cache)
+        xp = backend.get_array_module(dY, cache.Q)
+        dQ, dK, dV = (xp.empty(a.shape, dtype=dY.dtype) for a in (cache.Q, cache.K, cache.V))  # as Q, K, V
+
+        def run(part, rows):  # the backward of examples `rows`, into their rows of dQ, dK, dV
+            dQ[rows], dK[rows], dV[rows] = backward(dY[rows], part)
+
+        backend.for_each_block(run, zip(cache.parts, cache.rows, strict=True))
+        return dQ, dK, dV
+
+    return wrapper
