@@ -251,3 +251,22 @@ def test_adamw_same_bits_on_one_and_two_threads(small_blocks, rng):
         return (p.data,)
 
     _same_bits(run)
+
+
+def test_helpers_share_one_malloc_arena_unless_the_user_chose(monkeypatch):
+    import ctypes
+
+    calls = []
+
+    class FakeLibc:
+        def mallopt(self, param, value):
+            calls.append((param, value))
+
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: FakeLibc())
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    backend._one_malloc_arena()
+    assert calls == ([(-8, 1)] if backend.sys.platform.startswith("linux") else [])
+    calls.clear()
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    backend._one_malloc_arena()
+    assert calls == []  # the user's setting stands
