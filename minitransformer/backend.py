@@ -207,8 +207,31 @@ def dropout_keep_mask(shape, p: float):
     threshold = math.ceil(p * 2.0**32)  # keep iff r >= threshold: P(keep) = 1 - threshold / 2^32
     if threshold >= 2**32:  # p within 2^-32 of 1: nothing is kept
         return numpy.zeros(shape, dtype=bool)  # (shape)
-    r = rng.bit_generator.random_raw((n + 1) // 2).view(numpy.uint32)[:n]  # (n,) uniform 32-bit integers
-    return (r >= threshold).reshape(shape)  # (shape) bool
+    draws = (n + 1) // 2  # raw 64-bit draws: two 32-bit integers each
+    bitgen = rng.bit_generator
+    runs = min(host_threads(), draws // _HOST_BLOCK)  # a thread gets at least a block of draws
+    if runs <= 1 or not hasattr(bitgen, "advance"):
+        r = bitgen.random_raw(draws).view(numpy.uint32)[:n]  # (n,) uniform 32-bit integers
+        return (r >= threshold).reshape(shape)  # (shape) bool
+    # The same draws on several threads: run k takes draws [lo, hi) from a copy of the generator moved
+    # ahead by lo draws (PCG64's advance(lo) is as if lo draws had been made), block by block.
+    keep = numpy.empty(2 * draws, dtype=bool)  # (2 draws,)
+    start = bitgen.state
+
+    def run(lo, hi):
+        g = type(bitgen)(0)
+        g.state = start
+        g.advance(lo)
+        for a in range(lo, hi, _HOST_BLOCK):
+            b = min(a + _HOST_BLOCK, hi)
+            numpy.greater_equal(g.random_raw(b - a).view(numpy.uint32), threshold, out=keep[2 * a:2 * b])
+
+    for_each_block(run, [(draws * k // runs, draws * (k + 1) // runs) for k in range(runs)])
+    bitgen.advance(draws)  # the generator ends where the draws in one go leave it; advance clears the
+    end = bitgen.state  # buffered 32-bit half-draw, which raw draws never touch: put it back
+    end["has_uint32"], end["uinteger"] = start["has_uint32"], start["uinteger"]
+    bitgen.state = end
+    return keep[:n].reshape(shape)  # (shape) bool
 
 
 def rng_state() -> dict:

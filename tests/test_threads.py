@@ -270,3 +270,16 @@ def test_helpers_share_one_malloc_arena_unless_the_user_chose(monkeypatch):
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
     backend._one_malloc_arena()
     assert calls == []  # the user's setting stands
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 7), (2, 3, 64, 64), (101,)])
+def test_dropout_masks_same_draws_on_one_and_two_threads(small_blocks, shape):
+    def run():
+        backend.manual_seed(3)
+        backend.device_rng().random(1, dtype=np.float32)  # leaves half of a raw draw buffered
+        mask = backend.dropout_keep_mask(shape, 0.3)
+        after = backend.device_rng().random(4, dtype=np.float32)  # the buffered half is used first
+        return mask, after, backend.device_rng().bit_generator.random_raw(2)
+
+    mask, *_ = _same_bits(run)
+    assert mask.shape == shape and mask.dtype == bool
