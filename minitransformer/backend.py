@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import functools
 import math
 import os
 import sys
@@ -42,7 +41,6 @@ __all__ = [
     "for_each_block",
     "host_threads",
     "row_blocks",
-    "one_blas_thread",
     "blas_threads",
     "get_array_module",
     "host_rng",
@@ -261,27 +259,6 @@ _HOST_BLOCK = 65536  # float32 entries per block: a few such arrays stay in one 
 _BLAS_CONTROLLER = None  # threadpoolctl's controllers of the loaded BLAS libraries, found once (~50 ms)
 
 
-def one_blas_thread(fn):
-    """Decorator: ``fn`` runs with at most one BLAS thread on the NumPy backend (no change on CuPy).
-
-    For attention's batched matmuls: NumPy runs Q K^T and P V as B * n_heads separate
-    GEMMs of 0.5-2 MFLOP each. Split over 2 OpenBLAS threads they gained nothing on a
-    quiet 2-core machine (attention forward + backward at GPT's (16, 8, 128, 64): 52 ms
-    with 2 threads, 55 ms with 1), but each one waits for the second thread to get a core:
-    with one other busy process, 131 vs 67 ms, and 15-19 s instead of 0.8 s for a whole
-    GPT forward in a benchmark run. Entering and leaving the limit costs ~15 us per call.
-    """
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        if _state.name != "numpy":
-            return fn(*args, **kwargs)
-        with blas_threads(1):
-            return fn(*args, **kwargs)
-
-    return wrapper
-
-
 def _blas_libraries() -> list:
     """threadpoolctl's controllers of the loaded BLAS libraries (found once, ~50 ms; then ~1 us a call)."""
     global _BLAS_CONTROLLER
@@ -297,7 +274,8 @@ def blas_threads(n: int):
     """Within the block, the BLAS libraries use at most ``n`` threads; afterwards each has its count back.
 
     The same as threadpoolctl's ``threadpool_limits(n, user_api="blas")``, at ~2 us instead of ~15 us
-    (it talks to the libraries found once): it runs around every ``for_each_block``.
+    (it talks to the libraries found once): it runs around every ``for_each_block``, every small
+    ``matmul`` and attention's one-call path (``nn/batch_split.py``).
     """
     libraries = _blas_libraries()
     before = [lib.get_num_threads() for lib in libraries]

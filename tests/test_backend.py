@@ -355,29 +355,26 @@ def test_gpu_seed_reproduces_device_draws_and_host_weights(restore_backend):
     np.testing.assert_array_equal(W_gpu, W_cpu)  # one seed, same weights on CPU and GPU
 
 
-def test_one_blas_thread_limits_blas_inside_and_restores_after():
+def test_blas_threads_limits_blas_inside_and_restores_after():
     threadpoolctl = pytest.importorskip("threadpoolctl")
     pytest.importorskip("scipy.special")  # a second BLAS (SciPy's) may be loaded too: only NumPy's must follow
 
     def blas_threads():
         return {i["filepath"]: i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"}
 
-    seen = []
-
-    @backend.one_blas_thread
-    def f(x, y=1):
-        """Docstring kept."""
-        seen.append(blas_threads())
-        return x + y
-
     with threadpoolctl.threadpool_limits(2, user_api="blas"):
         before = blas_threads()
-        assert f(1, y=2) == 3
+        with backend.blas_threads(1):
+            inside = blas_threads()
+            with backend.blas_threads(4):  # never raises a count
+                assert blas_threads() == inside
         assert blas_threads() == before  # restored on the way out
-    assert f.__doc__ == "Docstring kept." and f.__name__ == "f"
+        with pytest.raises(KeyError), backend.blas_threads(1):
+            raise KeyError("restored after an error too")
+        assert blas_threads() == before
     numpy_blas = [path for path in before if "numpy" in path]  # NumPy's own OpenBLAS (numpy.libs/ in the wheels)
-    if backend.xp() is np and numpy_blas:
-        assert all(seen[0][path] == 1 for path in numpy_blas), seen[0]
+    if numpy_blas:
+        assert all(inside[path] == 1 for path in numpy_blas), inside
     from minitransformer.nn.attention import scaled_dot_product_attention_backward, scaled_dot_product_attention_forward
     assert scaled_dot_product_attention_forward.__wrapped__.__name__ == "scaled_dot_product_attention_forward"
     assert scaled_dot_product_attention_backward.__doc__.startswith("Gradients of")

@@ -4,7 +4,11 @@ Examples never meet in attention: example b's output depends only on example b's
 rows. So the batch axis can be cut into runs, one per thread (``backend.host_threads()``), and each
 thread runs the whole attention forward or backward on its run (its B * n_heads / n_threads per-head
 GEMMs, the masks, the softmax) with one BLAS thread (``backend.for_each_block``). The per-head GEMMs
-are too small to share across BLAS threads (see ``backend.one_blas_thread``); the runs are not.
+are too small to share across BLAS threads: NumPy runs Q K^T and P V as B * n_heads GEMMs of
+0.5-2 MFLOP each, which gained nothing from a second OpenBLAS thread on a quiet 2-core machine
+(forward + backward at GPT's (16, 8, 128, 64): 52 ms with 2 threads, 55 ms with 1) and lost much on
+a busy one (131 vs 67 ms), each GEMM waiting for the second thread to get a core. So even the
+one-call path runs with one BLAS thread. The runs of examples are big enough to share.
 
 Each run is computed by the same lines as the whole batch, so the numbers are the same bit for bit
 (``tests/test_threads.py``). The two decorators here wrap ``scaled_dot_product_attention_forward``
@@ -82,7 +86,8 @@ def split_forward_over_batch(check):
         def wrapper(Q, K, V, mask=None, dropout_mask=None, dropout_p=0.0):
             runs = batch_runs(Q, K, V)
             if len(runs) == 1:
-                return backend.one_blas_thread(forward)(Q, K, V, mask, dropout_mask, dropout_p)
+                with backend.blas_threads(1):
+                    return forward(Q, K, V, mask, dropout_mask, dropout_p)
             check(Q, K, V, mask, dropout_mask, dropout_p)
             Y = backend.get_array_module(Q).empty((*Q.shape[:-1], V.shape[-1]), dtype=Q.dtype)  # (..., Tq, d_v)
             ndim = Q.ndim  # the rank of the scores (..., Tq, Tk)
@@ -107,7 +112,8 @@ def split_backward_over_batch(backward):
     @functools.wraps(backward)
     def wrapper(dY, cache):
         if not isinstance(cache, SplitAttentionCache):
-            return backend.one_blas_thread(backward)(dY, cache)
+            with backend.blas_threads(1):
+                return backward(dY, cache)
         xp = backend.get_array_module(dY, cache.Q)
         dQ, dK, dV = (xp.empty(a.shape, dtype=dY.dtype) for a in (cache.Q, cache.K, cache.V))  # as Q, K, V
 
