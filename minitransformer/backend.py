@@ -379,30 +379,38 @@ def for_each_block(body, blocks) -> None:
 _SPLIT_MATMUL_MIN = 1 << 22  # m * k * n below this: one thread (~40 us of work; a split costs ~30 us)
 
 
-def matmul(a, b):
-    """``a @ b`` for 2-D arrays; on the host, the rows of ``a`` (and of the product) are split over
-    ``host_threads()`` threads, each with one BLAS thread (``for_each_block``).
+def matmul(a, b, add=None):
+    """``a @ b`` for 2-D arrays, plus ``add`` (a row, broadcast over the product's rows) if given; on the
+    host, the rows of ``a`` (and of the product) are split over ``host_threads()`` threads, each with one
+    BLAS thread (``for_each_block``).
 
     Why not leave the threads to BLAS: its idle worker threads spin for ~0.1 s after each matmul
     and hold a core, so the elementwise passes that ``for_each_block`` spreads over the cores right
     after a matmul found no free core and gained nothing. With the matmuls split by our own threads
     (which sleep when idle), one pool does all the parallel work and BLAS's workers never wake.
-    Each row of the product is computed as in one whole-array call. On a GPU: ``a @ b``.
+    Each thread adds ``add`` to its own rows right after its matmul (a linear layer's bias), so that
+    pass is spread over the threads too. Each row of the result is computed as in one whole-array
+    call. On a GPU: ``a @ b (+ add)``.
     """
-    if not on_host(a) or a.ndim != 2 or b.ndim != 2:
-        return a @ b
-    m = a.shape[0]
+    m = a.shape[0] if a.ndim == 2 else 0
     n = min(host_threads(), m)
-    if n <= 1 or m * a.shape[1] * b.shape[1] < _SPLIT_MATMUL_MIN:
+    if not on_host(a) or a.ndim != 2 or b.ndim != 2:
+        out = a @ b  # (..., n_cols)
+    elif n <= 1 or m * a.shape[1] * b.shape[1] < _SPLIT_MATMUL_MIN:
         with blas_threads(1):  # small: one thread, and BLAS's workers stay asleep
-            return a @ b
-    out = numpy.empty((m, b.shape[1]), dtype=numpy.result_type(a, b))  # (m, n_cols)
-    runs = [slice(m * i // n, m * (i + 1) // n) for i in range(n)]  # n runs of consecutive rows
+            out = a @ b  # (m, n_cols)
+    else:
+        out = numpy.empty((m, b.shape[1]), dtype=numpy.result_type(a, b))  # (m, n_cols)
 
-    def run(rows):
-        numpy.matmul(a[rows], b, out=out[rows])  # (r, n_cols) its rows of the product
+        def run(rows):
+            numpy.matmul(a[rows], b, out=out[rows])  # (r, n_cols) its rows of the product
+            if add is not None:
+                out[rows] += add  # (r, n_cols) on the same core, right after
 
-    for_each_block(run, [(rows,) for rows in runs])
+        for_each_block(run, [(slice(m * i // n, m * (i + 1) // n),) for i in range(n)])  # n runs of rows
+        return out
+    if add is not None:
+        out += add  # (..., n_cols)  in place: out is a fresh product
     return out
 
 

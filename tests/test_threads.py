@@ -142,7 +142,11 @@ def test_matmul_split_over_threads_equals_one_call(small_blocks, rng, dtype):
             expected = left @ b
         got = _same_bits(lambda left=left: (backend.matmul(left, b),))[0]
         np.testing.assert_array_equal(got, expected)
+        bias = rng.standard_normal(6).astype(dtype)  # added by each thread to its rows: a @ b + bias, same bits
+        got = _same_bits(lambda left=left, bias=bias: (backend.matmul(left, b, add=bias),))[0]
+        np.testing.assert_array_equal(got, expected + bias)
     np.testing.assert_array_equal(backend.matmul(a[0], b), a[0] @ b)  # not 2-D: plain a @ b
+    np.testing.assert_array_equal(backend.matmul(a[0], b, add=b[0]), a[0] @ b + b[0])
 
 
 @pytest.mark.parametrize("approximate", ["none", "tanh"])

@@ -36,11 +36,10 @@ def linear_forward(x, W, b=None):
         y = x @ W + b
     """
     # x @ W, for (B, T, d_in) as ONE (B*T, d_in) matmul (on a 3-D x, NumPy's @ calls BLAS once per b).
-    # backend.matmul is a @ b with the rows spread over the CPU's cores (see there why not by BLAS itself).
-    y = backend.matmul(x.reshape(-1, x.shape[-1]), W).reshape(*x.shape[:-1], W.shape[1])  # (..., d_out)
-    if b is not None:
-        y += b  # (..., d_out)  in place: y is a fresh matmul result
-    return y, LinearCache(x, W)
+    # backend.matmul(a, b, add) is a @ b + add with the rows spread over the CPU's cores (see there why not by
+    # BLAS itself); each core adds the bias to its rows of the product.
+    y = backend.matmul(x.reshape(-1, x.shape[-1]), W, add=b)  # (N, d_out)  x @ W + b, N = product of leading axes
+    return y.reshape(*x.shape[:-1], W.shape[1]), LinearCache(x, W)  # (..., d_out)
 
 
 def linear_backward(dy, cache: LinearCache):
