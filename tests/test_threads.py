@@ -15,6 +15,7 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 from minitransformer import backend
+from minitransformer.nn import batch_split
 from minitransformer.nn.activations import gelu_backward, gelu_forward
 from minitransformer.nn.attention import (
     AttentionCache,
@@ -187,8 +188,10 @@ def test_log_softmax_same_bits_on_one_and_two_threads(small_blocks, rng):
     assert np.isfinite(y).all() and np.allclose(P.sum(-1), 1.0)
 
 
-def test_attention_same_bits_on_one_and_two_threads(small_blocks, rng):
-    B, h, Tq, Tk, d = 3, 2, 4, 6, 5  # odd batch: runs of 1 and 2 examples; Tq != Tk
+@pytest.mark.parametrize("run_scores, run_sizes", [(48, [1, 1, 1]), (100, [2, 1]), (1000, [2, 1])])
+def test_attention_same_bits_on_one_and_two_threads(small_blocks, monkeypatch, rng, run_scores, run_sizes):
+    monkeypatch.setattr(batch_split, "_RUN_SCORES", run_scores)  # an example's scores are 2 * 4 * 6 = 48 entries
+    B, h, Tq, Tk, d = 3, 2, 4, 6, 5  # odd batch: runs of 1 example, or of 2 and a ragged 1; Tq != Tk
     Q, K, V = (rng.standard_normal((B, h, T, d)) for T in (Tq, Tk, Tk))
     dY = rng.standard_normal((B, h, Tq, d))
     pad = np.arange(Tk)[None, :] >= np.array([6, 3, 5])[:, None]  # (B, Tk) True = padding
@@ -208,7 +211,7 @@ def test_attention_same_bits_on_one_and_two_threads(small_blocks, rng):
         split_grads = scaled_dot_product_attention_backward(dY, split)
         whole_grads = scaled_dot_product_attention_backward(dY, whole)
     assert isinstance(split, SplitAttentionCache) and isinstance(whole, AttentionCache)
-    assert [r.stop - r.start for r in split.rows] == [1, 2]
+    assert [r.stop - r.start for r in split.rows] == run_sizes
     np.testing.assert_array_equal(split.P, whole.P)  # put together on demand
     assert (split.dropout_scale, split.scale) == (whole.dropout_scale, whole.scale)
     assert split.dropout_mask is keep and split.Q is Q
