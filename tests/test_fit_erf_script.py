@@ -24,7 +24,7 @@ def test_the_fit_is_more_accurate_than_the_rational_form_it_replaced(script):
 
 
 def test_a_fit_with_too_few_terms_is_caught(script):
-    """The bound is not met by any polynomial: two terms (GPT-2's tanh GELU) are ~1e-4 off."""
+    """The bound is not met by any fit: two terms (the shape of GPT-2's tanh GELU) are ~1e-4 off."""
     c = script.fit(degree=1, rounds=5)
 
     def erf2(z):
