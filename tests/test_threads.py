@@ -290,3 +290,16 @@ def test_dropout_masks_same_draws_on_one_and_two_threads(small_blocks, shape):
 
     mask, *_ = _same_bits(run)
     assert mask.shape == shape and mask.dtype == bool
+
+
+def test_attention_runs_give_every_thread_a_run(monkeypatch):
+    """Runs are capped by the cache budget, and there are never fewer runs than threads (up to one per example)."""
+    Q = np.zeros((32, 4, 64, 8), np.float32)  # 16K score entries per example: 16 examples fit 2^18
+    monkeypatch.setattr(backend, "host_threads", lambda: 2)
+    assert [r.stop - r.start for r in batch_split.batch_runs(Q, Q, Q)] == [16, 16]
+    monkeypatch.setattr(backend, "host_threads", lambda: 4)
+    assert [r.stop - r.start for r in batch_split.batch_runs(Q, Q, Q)] == [8, 8, 8, 8]
+    big = np.zeros((5, 12, 128, 8), np.float32)  # 196K entries per example: one example per run
+    assert [r.stop - r.start for r in batch_split.batch_runs(big, big, big)] == [1] * 5
+    monkeypatch.setattr(backend, "host_threads", lambda: 1)
+    assert batch_split.batch_runs(Q, Q, Q) == [slice(None)]  # one thread: the whole batch, one call

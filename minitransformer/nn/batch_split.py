@@ -61,8 +61,8 @@ _RUN_SCORES = 1 << 18  # score entries per run of examples (1 MiB of float32, ha
 
 def batch_runs(Q, K, V) -> list:
     """Runs of examples (slices of axis 0) of at most ``_RUN_SCORES`` score entries (n_heads * Tq * Tk
-    per example; at least one example), handed out to the host's threads in consecutive groups by
-    ``backend.for_each_block``.
+    per example; at least one example, and at least one run per thread), handed out to the host's
+    threads in consecutive groups by ``backend.for_each_block``.
 
     Small runs keep a run's passes over its scores (mask, softmax; in the backward dP and dS) in one
     core's cache; each run also costs ~0.1 ms of Python. Measured on 2 threads (medians of 11),
@@ -74,13 +74,12 @@ def batch_runs(Q, K, V) -> list:
     one dtype).
     """
     whole = [slice(None)]
-    n_examples = Q.shape[0] if Q.ndim >= 3 else 1
-    if (n_examples < 2 or backend.host_threads() < 2 or not backend.on_host(Q)
-            or len({a.dtype for a in (Q, K, V)}) != 1):
+    n_examples, threads = (Q.shape[0] if Q.ndim >= 3 else 1), backend.host_threads()
+    if n_examples < 2 or threads < 2 or not backend.on_host(Q) or len({a.dtype for a in (Q, K, V)}) != 1:
         return whole
     scores_per_example = math.prod(Q.shape[1:-1]) * K.shape[-2]  # entries of (..., Tq, Tk) for one example
     per_run = max(1, _RUN_SCORES // max(1, scores_per_example))
-    per_run = min(per_run, -(-n_examples // 2))  # at least two runs, one for each of two threads
+    per_run = min(per_run, -(-n_examples // threads))  # at least one run for each thread
     return [slice(i, min(i + per_run, n_examples)) for i in range(0, n_examples, per_run)]
 
 
