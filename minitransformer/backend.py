@@ -265,6 +265,8 @@ def _blas_libraries() -> list:
     if _BLAS_CONTROLLER is None:
         from threadpoolctl import ThreadpoolController
 
+        _malloc_settings()  # the first host computation: before any helper thread allocates
+
         _BLAS_CONTROLLER = ThreadpoolController().select(user_api="blas").lib_controllers
     return _BLAS_CONTROLLER
 
@@ -305,23 +307,44 @@ _POOL = None  # (pid, ThreadPoolExecutor) of for_each_block's helper threads, ma
 _POOL_LOCK = threading.Lock()
 
 
-def _one_malloc_arena() -> None:
-    """Ask glibc for one malloc arena for all threads (``mallopt(M_ARENA_MAX, 1)``), unless the user set
-    ``MALLOC_ARENA_MAX`` themselves, or the C library is not glibc.
+# glibc's mallopt parameters (malloc.h), each left alone when the user set its environment variable
+_MALLOC_SETTINGS = (
+    ("MALLOC_ARENA_MAX", -8, 1),  # M_ARENA_MAX: one arena for all threads
+    ("MALLOC_MMAP_THRESHOLD_", -3, 32 << 20),  # M_MMAP_THRESHOLD: blocks under 32 MiB come from the heap
+    ("MALLOC_TRIM_THRESHOLD_", -1, 256 << 20),  # M_TRIM_THRESHOLD: up to 256 MiB freed at its top is kept
+)
 
-    glibc gives each new thread an arena of its own, and memory freed in one arena is not reused by
-    another: a helper's freed blocks (attention's scores for its run of examples) stayed in its arena
-    while the main thread allocated anew. BERT-MiniLM inference (config c) peaked 16-18 MB higher
-    with two threads than with one (74-77 vs 58 MB); with one arena, 61 MB, at the same speed.
+
+def _malloc_settings() -> None:
+    """Three ``mallopt`` calls to glibc's allocator, made once, at the library's first host computation
+    (``_blas_libraries``); each is skipped if the user set its environment variable, and all of them
+    on another C library.
+
+    - One arena for all threads. glibc gives each new thread an arena of its own, and memory freed in
+      one arena is not reused by another: a helper's freed blocks (attention's scores for its run of
+      examples) stayed in its arena while the main thread allocated anew. BERT-MiniLM inference
+      (config c) peaked 16-18 MB higher with two threads than with one (74-77 vs 58 MB); with one
+      arena, 61 MB, at the same speed.
+    - Arrays come from the heap and stay there. By default glibc maps every large block (~128 KiB and
+      more, a threshold it raises as blocks are freed) fresh from the kernel and trims the heap's free
+      top, so a layer's outputs, allocated anew every step, meet fresh pages: the kernel zeroes each
+      4 KiB page on its first touch. Config (c) took 25K such page faults (99 MB) per forward and spent
+      ~0.1 s of a ~0.5 s forward in the kernel. With blocks under 32 MiB (glibc's largest threshold)
+      from the heap and up to 256 MiB of freed memory kept at its top: 8 faults per forward, and the
+      forward 535-542 -> 471-485 ms (2 threads); a (b) training step 7-9K -> 1.1K faults. Peak RSS
+      +3 MB for (c), +12 MB for (b). The cost: up to 256 MiB of freed memory stays with the process.
     """
-    if "MALLOC_ARENA_MAX" in os.environ or not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux"):
         return
     import ctypes
 
     try:
-        ctypes.CDLL("libc.so.6").mallopt(-8, 1)  # -8 = M_ARENA_MAX in glibc's malloc.h
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):  # pragma: no cover - another C library (musl): leave it be
-        pass
+        return
+    for variable, param, value in _MALLOC_SETTINGS:
+        if variable not in os.environ:
+            mallopt(param, value)
 
 
 def _helper_pool():
@@ -330,8 +353,6 @@ def _helper_pool():
     with _POOL_LOCK:
         if _POOL is None or _POOL[0] != os.getpid():
             from concurrent.futures import ThreadPoolExecutor
-
-            _one_malloc_arena()  # before the helpers' first allocation
 
             _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=max(1, (os.cpu_count() or 2) - 1),
                                                      thread_name_prefix="minitransformer-block"))

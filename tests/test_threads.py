@@ -260,7 +260,8 @@ def test_adamw_same_bits_on_one_and_two_threads(small_blocks, rng):
     _same_bits(run)
 
 
-def test_helpers_share_one_malloc_arena_unless_the_user_chose(monkeypatch):
+def test_malloc_settings_unless_the_user_chose(monkeypatch):
+    """One arena, arrays from the heap, freed memory kept: three mallopt calls, each unless its variable is set."""
     import ctypes
 
     calls = []
@@ -270,13 +271,16 @@ def test_helpers_share_one_malloc_arena_unless_the_user_chose(monkeypatch):
             calls.append((param, value))
 
     monkeypatch.setattr(ctypes, "CDLL", lambda name: FakeLibc())
-    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
-    backend._one_malloc_arena()
-    assert calls == ([(-8, 1)] if backend.sys.platform.startswith("linux") else [])
+    for variable in ("MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"):
+        monkeypatch.delenv(variable, raising=False)
+    backend._malloc_settings()
+    linux = backend.sys.platform.startswith("linux")
+    assert calls == ([(-8, 1), (-3, 32 << 20), (-1, 256 << 20)] if linux else [])
     calls.clear()
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
-    backend._one_malloc_arena()
-    assert calls == []  # the user's setting stands
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "0")
+    backend._malloc_settings()
+    assert calls == ([(-3, 32 << 20)] if linux else [])  # the user's settings stand
 
 
 @pytest.mark.parametrize("shape", [(3, 5, 7), (2, 3, 64, 64), (101,)])
