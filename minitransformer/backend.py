@@ -413,25 +413,22 @@ def matmul(a, b, add=None):
     pass is spread over the threads too. Each row of the result is computed as in one whole-array
     call. On a GPU: ``a @ b (+ add)``.
     """
-    m = a.shape[0] if a.ndim == 2 else 0
-    n = min(host_threads(), m)
     if not on_host(a) or a.ndim != 2 or b.ndim != 2:
-        out = a @ b  # (..., n_cols)
-    elif n <= 1 or m * a.shape[1] * b.shape[1] < _SPLIT_MATMUL_MIN:
+        return a @ b if add is None else a @ b + add  # (..., n_cols)
+    m = a.shape[0]
+    n = min(host_threads(), m)
+    out = numpy.empty((m, b.shape[1]), dtype=numpy.result_type(a, b))  # (m, n_cols)
+
+    def run(rows):
+        numpy.matmul(a[rows], b, out=out[rows])  # (r, n_cols) its rows of the product
+        if add is not None:
+            out[rows] += add  # (r, n_cols) on the same core, right after
+
+    if n <= 1 or m * a.shape[1] * b.shape[1] < _SPLIT_MATMUL_MIN:
         with blas_threads(1):  # small: one thread, and BLAS's workers stay asleep
-            out = a @ b  # (m, n_cols)
+            run(slice(None))
     else:
-        out = numpy.empty((m, b.shape[1]), dtype=numpy.result_type(a, b))  # (m, n_cols)
-
-        def run(rows):
-            numpy.matmul(a[rows], b, out=out[rows])  # (r, n_cols) its rows of the product
-            if add is not None:
-                out[rows] += add  # (r, n_cols) on the same core, right after
-
         for_each_block(run, [(slice(m * i // n, m * (i + 1) // n),) for i in range(n)])  # n runs of rows
-        return out
-    if add is not None:
-        out += add  # (..., n_cols)  in place: out is a fresh product
     return out
 
 

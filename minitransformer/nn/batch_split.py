@@ -4,8 +4,8 @@ Examples never meet in attention: example b's output depends only on example b's
 rows. So the batch axis can be cut into runs of examples, small enough for a run's scores to stay in
 a core's cache (``batch_runs``), and the host's threads (``backend.host_threads()``) each run the whole
 attention forward or backward on their share of the runs (the per-head GEMMs, the masks, the softmax)
-with one BLAS thread (``backend.for_each_block``). The per-head GEMMs
-are too small to share across BLAS threads: NumPy runs Q K^T and P V as B * n_heads GEMMs of
+with one BLAS thread (``backend.for_each_block``). The per-head GEMMs are too small to share across
+BLAS threads: NumPy runs Q K^T and P V as B * n_heads GEMMs of
 0.5-2 MFLOP each, which gained nothing from a second OpenBLAS thread on a quiet 2-core machine
 (forward + backward at GPT's (16, 8, 128, 64): 52 ms with 2 threads, 55 ms with 1) and lost much on
 a busy one (131 vs 67 ms), each GEMM waiting for the second thread to get a core. So even the
@@ -74,8 +74,11 @@ def batch_runs(Q, K, V) -> list:
     one dtype).
     """
     whole = [slice(None)]
-    n_examples, threads = (Q.shape[0] if Q.ndim >= 3 else 1), backend.host_threads()
-    if n_examples < 2 or threads < 2 or not backend.on_host(Q) or len({a.dtype for a in (Q, K, V)}) != 1:
+    n_examples = Q.shape[0] if Q.ndim >= 3 else 1
+    if n_examples < 2 or not backend.on_host(Q) or len({a.dtype for a in (Q, K, V)}) != 1:
+        return whole
+    threads = backend.host_threads()
+    if threads < 2:
         return whole
     scores_per_example = math.prod(Q.shape[1:-1]) * K.shape[-2]  # entries of (..., Tq, Tk) for one example
     per_run = max(1, _RUN_SCORES // max(1, scores_per_example))
