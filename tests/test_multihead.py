@@ -140,6 +140,38 @@ def test_mha_fused_qkv_projection_matches_three_projections(rng):
         assert_close(fused[n], p.grad, rtol=1e-13, atol=1e-15)
 
 
+@pytest.mark.parametrize("bias", [True, False])
+def test_mha_fused_functional_gradcheck(rng, bias):
+    """fused=True: one Q/K/V matmul forward and backward; dquery is x's whole gradient, dkey and dvalue None."""
+    T = 4
+    x = randn(rng, B, T, d_model)
+    shapes = [(d_model, d_model), (d_model,)] * 4
+    weights = [randn(rng, *shape) if bias or len(shape) == 2 else None for shape in shapes]
+    keep = backend.device_rng().random((B, 3, T, T)) >= 0.3
+    mask = backend.asarray(np_(causal_mask(T, T))[None, None] & ~np_(padding([4, 2], T))[:, None, None, :])
+
+    def forward(x, *w):
+        return multi_head_attention_forward(x, x, x, *w, 3, mask=mask, dropout_mask=keep, dropout_p=0.3, fused=True)
+
+    def backward(dY, cache):
+        dx, dkey, dvalue, *dw = multi_head_attention_backward(dY, cache)
+        assert dkey is None and dvalue is None
+        return (dx, *(g for g, w in zip(dw, weights, strict=True) if w is not None))
+
+    r = check_op(forward, backward, (x, *weights), name="mha_fused")
+    assert len(r.errors) == (9 if bias else 5)
+    assert_gradcheck(r, key_bias="arg4")  # args: x, W_q, b_q, W_k, b_k, ...
+
+
+def test_mha_fused_needs_one_input_array(rng):
+    x = randn(rng, B, Tq, d_model)
+    weights = [randn(rng, *shape) for shape in [(d_model, d_model), (d_model,)] * 4]
+    with pytest.raises(ValueError, match="fused=True needs one array"):
+        multi_head_attention_forward(x, x.copy(), x, *weights, 2, fused=True)
+    with pytest.raises(ValueError, match="all three biases or none"):
+        multi_head_attention_forward(x, x, x, *weights[:5], None, *weights[6:], 2, fused=True)  # b_v None
+
+
 def naive_mha(mha, query, key, value, allowed):
     """Per batch, per head, per query: the paper's formulas with Python loops."""
     W = {n: np_(p.data) for n, p in mha.named_parameters()}

@@ -53,10 +53,11 @@ class MultiHeadAttentionCache(NamedTuple):
     v: LinearCache  # value (B, Tk, d_model), W_v
     attn: AttentionCache  # per-head Q (B, n_heads, Tq, d_k), K, V (B, n_heads, Tk, d_k), P (B, n_heads, Tq, Tk)
     o: LinearCache  # H_cat (B, Tq, d_model), W_o
+    qkv: LinearCache | None = None  # self-attention: x (B, T, d_model), W_qkv = [W_q | W_k | W_v] (d_model, 3 d_model)
 
 
 def multi_head_attention_forward(query, key, value, W_q, b_q, W_k, b_k, W_v, b_v, W_o, b_o, n_heads,
-                                 mask=None, dropout_mask=None, dropout_p=0.0):
+                                 mask=None, dropout_mask=None, dropout_p=0.0, fused=False):
     """MultiHead(query, key, value) = Concat(head_1, ..., head_h) W_o + b_o.
 
     Args:
@@ -67,6 +68,8 @@ def multi_head_attention_forward(query, key, value, W_q, b_q, W_k, b_k, W_v, b_v
         mask: broadcastable to (B, n_heads, Tq, Tk), see ``build_attention_mask``.
         dropout_mask: boolean (B, n_heads, Tq, Tk) keep-mask on P, or None.
         dropout_p: its drop probability.
+        fused: self-attention, query is key is value (one array x): the three projections as ONE
+            matmul, and the backward gives x's whole gradient as dquery (dkey and dvalue None).
     Returns:
         Y: (B, Tq, d_model), and the cache (``cache.attn.P``: (B, n_heads, Tq, Tk)).
 
@@ -74,16 +77,19 @@ def multi_head_attention_forward(query, key, value, W_q, b_q, W_k, b_k, W_v, b_v
         Q = split(query W_q + b_q),  K = split(key W_k + b_k),  V = split(value W_v + b_v)
         head_i = softmax(Q_i K_i^T / sqrt(d_k) + mask) V_i      for every head i at once
         Y = merge(head_1, ..., head_h) W_o + b_o
-    Self-attention (query is key is value, as one array) runs the three projections as ONE matmul,
-    [Q_cat | K_cat | V_cat] = x [W_q | W_k | W_v] + [b_q | b_k | b_v]: the same numbers, one BLAS call.
+    Fused: [Q_cat | K_cat | V_cat] = x [W_q | W_k | W_v] + [b_q | b_k | b_v], the same numbers in one BLAS call.
     """
     xp = backend.get_array_module(query, W_q)
-    if query is key and key is value and (b_q is None) == (b_k is None) == (b_v is None):
+    if fused and not (query is key is value and (b_q is None) == (b_k is None) == (b_v is None)):
+        raise ValueError("fused=True needs one array as query, key and value, and all three biases or none")
+    if fused:
         W_qkv = xp.concatenate((W_q, W_k, W_v), axis=1)  # (d_model, 3 d_model)  a copy: 3 d_model^2 entries
         b_qkv = None if b_q is None else xp.concatenate((b_q, b_k, b_v))  # (3 d_model,)
-        Q_cat, K_cat, V_cat = xp.split(linear_forward(query, W_qkv, b_qkv)[0], 3, axis=-1)  # (B, T, d_model) views
+        QKV_cat, cache_qkv = linear_forward(query, W_qkv, b_qkv)  # (B, T, 3 d_model)
+        Q_cat, K_cat, V_cat = xp.split(QKV_cat, 3, axis=-1)  # (B, T, d_model) views
         cache_q, cache_k, cache_v = LinearCache(query, W_q), LinearCache(key, W_k), LinearCache(value, W_v)
     else:
+        cache_qkv = None
         Q_cat, cache_q = linear_forward(query, W_q, b_q)  # (B, Tq, d_model)  all heads' queries side by side
         K_cat, cache_k = linear_forward(key, W_k, b_k)  # (B, Tk, d_model)
         V_cat, cache_v = linear_forward(value, W_v, b_v)  # (B, Tk, d_model)
@@ -94,7 +100,7 @@ def multi_head_attention_forward(query, key, value, W_q, b_q, W_k, b_k, W_v, b_v
         Q, K, V, mask, dropout_mask, dropout_p)
     H_cat = merge_heads(H)  # (B, Tq, d_model)  Concat(head_1, ..., head_h)
     Y, cache_o = linear_forward(H_cat, W_o, b_o)  # (B, Tq, d_model)
-    return Y, MultiHeadAttentionCache(cache_q, cache_k, cache_v, cache_attn, cache_o)
+    return Y, MultiHeadAttentionCache(cache_q, cache_k, cache_v, cache_attn, cache_o, cache_qkv)
 
 
 def multi_head_attention_backward(dY, cache: MultiHeadAttentionCache):
@@ -105,10 +111,14 @@ def multi_head_attention_backward(dY, cache: MultiHeadAttentionCache):
     Returns:
         dquery (B, Tq, d_model), dkey, dvalue (B, Tk, d_model),
         dW_q, db_q, dW_k, db_k, dW_v, db_v, dW_o, db_o ((d_model, d_model) and (d_model,)).
-        A bias gradient is returned even when that bias was None (then unused).
+        A bias gradient is returned even when that bias was None (then unused). After a ``fused``
+        forward, dquery is the one input's whole gradient and dkey, dvalue are None.
 
     Math:
         the forward read bottom-up; split and merge are each other's inverse.
+        Fused: d[Q_cat | K_cat | V_cat] side by side through the forward's one matmul gives
+        dx = dQ_cat W_q^T + dK_cat W_k^T + dV_cat W_v^T (the three paths into x, summed by the matmul)
+        and [dW_q | dW_k | dW_v] = x^T [dQ_cat | dK_cat | dV_cat].
     """
     # BEGIN SOLUTION multihead: the forward bottom-up: linear_backward(dY, cache.o), split_heads, attention backward,
     # HINT: merge_heads of dQ, dK and dV, linear_backward of the three projections; return in forward's argument order
@@ -116,6 +126,16 @@ def multi_head_attention_backward(dY, cache: MultiHeadAttentionCache):
     dH_cat, dW_o, db_o = linear_backward(dY, cache.o)  # (B, Tq, d_model)  inverts Y = H_cat W_o + b_o
     dH = split_heads(dH_cat, n_heads)  # (B, n_heads, Tq, d_k)  inverts H_cat = merge_heads(H)
     dQ, dK, dV = scaled_dot_product_attention_backward(dH, cache.attn)  # inverts H = attention(Q, K, V)
+    if cache.qkv is not None:  # the forward's one Q/K/V matmul: one backward (optional; the lines below are enough)
+        xp, (B, n_heads, T, d_k) = backend.get_array_module(dQ), dQ.shape
+        dQKV = xp.empty((B, T, 3, n_heads, d_k), dtype=dQ.dtype)  # (B, T, 3, n_heads, d_k)
+        for i, dZ in enumerate((dQ, dK, dV)):
+            dQKV[:, :, i] = dZ.transpose(0, 2, 1, 3)  # (B, T, n_heads, d_k)  merge_heads, into its third of each row
+        dQKV_cat = dQKV.reshape(B, T, 3 * n_heads * d_k)  # (B, T, 3 d_model)  [dQ_cat | dK_cat | dV_cat], a view
+        dx, dW_qkv, db_qkv = linear_backward(dQKV_cat, cache.qkv)  # inverts [Q|K|V]_cat = x W_qkv + b_qkv
+        dW_q, dW_k, dW_v = xp.split(dW_qkv, 3, axis=1)  # (d_model, d_model) views
+        db_q, db_k, db_v = xp.split(db_qkv, 3)  # (d_model,) views
+        return dx, None, None, dW_q, db_q, dW_k, db_k, dW_v, db_v, dW_o, db_o
     dV_cat = merge_heads(dV)  # (B, Tk, d_model)  inverts V = split_heads(V_cat)
     dK_cat = merge_heads(dK)  # (B, Tk, d_model)  inverts K = split_heads(K_cat)
     dQ_cat = merge_heads(dQ)  # (B, Tq, d_model)  inverts Q = split_heads(Q_cat)
@@ -206,7 +226,8 @@ class MultiHeadAttention(Module):
         if p > 0.0:
             dropout_mask = backend.dropout_keep_mask((B, self.n_heads, Tq, Tk), p)  # (B, n_heads, Tq, Tk) True = keep
         params = [None if w is None else w.data for w in self._params()]
-        Y, cache = multi_head_attention_forward(query, key, value, *params, self.n_heads, mask, dropout_mask, p)
+        Y, cache = multi_head_attention_forward(query, key, value, *params, self.n_heads, mask, dropout_mask, p,
+                                                fused=n_inputs == 1)  # x given once: one Q/K/V matmul
         self._cache = (n_inputs, cache)  # backward needs to know how many inputs to return
         return (Y, cache.attn.P.copy()) if need_weights else Y  # (B, Tq, d_model), (B, n_heads, Tq, Tk)
 
@@ -218,8 +239,8 @@ class MultiHeadAttention(Module):
             if p is not None:
                 p.grad += g
         if n_inputs == 1:
-            # x fed Q, K and V: the shared input's gradients add up
-            return dquery + dkey + dvalue  # (B, T, d_model)
+            # x fed Q, K and V: the shared input's gradients add up (the fused backward's matmul already added them)
+            return dquery if dkey is None else dquery + dkey + dvalue  # (B, T, d_model)
         if n_inputs == 2:
             # memory fed K and V: its two gradients add up
             return dquery, dkey + dvalue  # (B, Tq, d_model), (B, Tk, d_model)
