@@ -15,7 +15,11 @@ NumPy, torch calls MKL / oneDNN. It
    - numpy: ``numpy.matmul(a, b)`` (+ the bias) with OpenBLAS's own ``--threads`` threads;
    - torch: ``torch.mm`` / ``torch.addmm`` on the same arrays (``torch.from_numpy``: same memory, same
      strides) with ``torch.set_num_threads(--threads)``;
-3. adds up calls x median time: the linears' matmuls of one step, in each library.
+3. adds up calls x median time: the linear layers' matmuls of one step, in each library;
+4. times whole steps of both models, interleaved (as ``bench_vs_torch.py`` does: same weights), so that
+   step = linear matmuls + everything else, for ours and for torch; ``--plot`` draws that split.
+   "Everything else" is the step minus the matmuls timed alone: an estimate (in a step the operands
+   come from memory another op just wrote).
 
 The products are random float32 arrays of the recorded shapes and layouts (the values do not change a
 matmul's speed). Ratio = ours / torch, the median of the per-repeat ratios.
@@ -23,6 +27,7 @@ matmul's speed). Ratio = ours / torch, the median of the per-repeat ratios.
     python benchmarks/matmul_vs_torch.py                 # configs a, b, c -> benchmarks/results/matmul_vs_torch.*
     python benchmarks/matmul_vs_torch.py --config c --repeats 15
     python benchmarks/matmul_vs_torch.py --quick         # tiny sizes, seconds, writes nothing
+    python benchmarks/matmul_vs_torch.py --plot          # also benchmarks/results/matmul_vs_torch.png
 
 Needs torch (``pip install -e ".[parity]"``). No number here is asserted anywhere; run it on a quiet machine.
 """
@@ -136,6 +141,16 @@ def time_product(p: dict, repeats: int, pause: float, rng) -> dict:
                 ratio_numpy=statistics.median(o / t for o, t in zip(times["ours"], times["numpy"], strict=True)))
 
 
+def time_steps(spec: dict, mode: str, args) -> tuple[float, float]:
+    """Medians (seconds) of whole steps of our model and torch's, interleaved, as bench_vs_torch.py times them."""
+    batch, ours, theirs = bench.make_batch(spec), bench.build_ours(spec), bench.build_torch(spec)
+    bench.copy_weights(spec, ours, theirs)
+    f_ours, f_torch = bench.ours_steps(spec, ours, batch)[mode], bench.torch_steps(spec, theirs, batch)[mode]
+    r = bench.time_pair(f_ours, f_torch, bench.MatmulPeak(bench.matmul_shapes(spec)), args.step_warmup,
+                        args.step_repeats, args.pause)
+    return r["ours_s"], r["torch_s"]
+
+
 def run_config(key: str, args, rng) -> dict:
     spec = bench.spec_for(key, args.quick)
     if spec["kind"] == "gpt" and not bench.gpt_available():
@@ -147,10 +162,14 @@ def run_config(key: str, args, rng) -> dict:
             rows.append(time_product(p, args.repeats, args.pause, rng))
             print(f"  {key} {p['m']}x{p['k']}x{p['n']} {p['kind']:24s} x{p['calls']:<3d} ours/torch "
                   f"{rows[-1]['ratio']:.2f}", flush=True)
+        step_ours, step_torch = time_steps(spec, mode, args)
     totals = {name: sum(r["calls"] * r[f"{name}_s"] for r in rows) for name in ("ours", "numpy", "torch")}
+    print(f"  {key} whole {mode} step: ours {1e3 * step_ours:.0f} ms, torch {1e3 * step_torch:.0f} ms", flush=True)
     return dict(config=key, title=spec["title"], mode=mode, products=rows,
                 **{f"total_{name}_s": s for name, s in totals.items()},
-                total_ratio=totals["ours"] / totals["torch"], total_ratio_numpy=totals["ours"] / totals["numpy"])
+                total_ratio=totals["ours"] / totals["torch"], total_ratio_numpy=totals["ours"] / totals["numpy"],
+                step_ours_s=step_ours, step_torch_s=step_torch, step_ratio=step_ours / step_torch,
+                rest_ours_s=step_ours - totals["ours"], rest_torch_s=step_torch - totals["torch"])
 
 
 def markdown(record: dict) -> str:
@@ -177,7 +196,11 @@ def markdown(record: dict) -> str:
         lines += ["", f"One step's linear matmuls (calls x median): ours **{1e3 * c['total_ours_s']:.0f} ms**, "
                       f"numpy with OpenBLAS's threads {1e3 * c['total_numpy_s']:.0f} ms, torch "
                       f"**{1e3 * c['total_torch_s']:.0f} ms**: ours / torch **{c['total_ratio']:.2f}**, "
-                      f"ours / numpy {c['total_ratio_numpy']:.2f}.", ""]
+                      f"ours / numpy {c['total_ratio_numpy']:.2f}.", "",
+                  f"The whole {c['mode']} step, interleaved: ours {1e3 * c['step_ours_s']:.0f} ms, torch "
+                  f"{1e3 * c['step_torch_s']:.0f} ms (ratio {c['step_ratio']:.2f}). Everything but the linear "
+                  f"matmuls (step minus the sum above): ours **{1e3 * c['rest_ours_s']:.0f} ms**, torch "
+                  f"**{1e3 * c['rest_torch_s']:.0f} ms**.", ""]
     return "\n".join(lines)
 
 
@@ -190,14 +213,19 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=2, help="threads for all three (default 2, issue 9's setting)")
     p.add_argument("--repeats", type=int, default=9, help="timed repeats of each product and library (median)")
     p.add_argument("--pause", type=float, default=0.25, help="seconds of sleep before each timed call")
+    p.add_argument("--step-repeats", type=int, default=7, help="timed repeats of the whole steps (median)")
+    p.add_argument("--step-warmup", type=int, default=2, help="untimed whole steps first")
+    p.add_argument("--plot", nargs="?", const="", default=None, metavar="PNG",
+                   help="draw each step split into linear matmuls and the rest (default: matmul_vs_torch.png "
+                        "next to the results)")
     p.add_argument("--quick", action="store_true", help="tiny sizes, 2 repeats, no pauses, writes nothing")
     p.add_argument("--out-dir", default=None, help="where to write matmul_vs_torch.json/.md "
                                                    "(default benchmarks/results; --quick: nothing)")
     args = p.parse_args(argv)
-    if args.threads < 1 or args.repeats < 1 or args.pause < 0:
-        p.error("--threads and --repeats must be >= 1 and --pause >= 0")
+    if min(args.threads, args.repeats, args.step_repeats) < 1 or args.pause < 0 or args.step_warmup < 0:
+        p.error("--threads, --repeats and --step-repeats must be >= 1, --pause and --step-warmup >= 0")
     if args.quick:
-        args.repeats, args.pause = 2, 0.0
+        args.repeats, args.pause, args.step_repeats, args.step_warmup = 2, 0.0, 2, 1
     return args
 
 
@@ -206,6 +234,7 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
+    bench.THREADS = args.threads  # bench_vs_torch's torch models check the thread count
     rng = np.random.default_rng(0)
     env = bench.environment()
     env["threads"] = args.threads
@@ -221,7 +250,46 @@ def main(argv=None) -> int:
         (Path(out_dir) / f"{stem}.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
         (Path(out_dir) / f"{stem}.md").write_text(md + "\n", encoding="utf-8")
         print(f"written: {out_dir}/{stem}.json, {stem}.md")
+    if args.plot is not None:
+        png = Path(args.plot) if args.plot else Path(out_dir or ".") / (
+            "matmul_vs_torch.png" if args.threads == 2 else f"matmul_vs_torch_threads{args.threads}.png")
+        plot(record, png)
+        print(f"plot: {png}")
     return 0
+
+
+def plot(record: dict, png: Path) -> None:
+    """One pair of bars per configuration (ours, torch), each step split into its linear matmuls and the rest."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    configs = [c for c in record["configs"] if "skipped" not in c]
+    widest = max(1e3 * c[f"step_{name}_s"] for c in configs for name in ("ours", "torch"))
+    fig, ax = plt.subplots(figsize=(8, 1.6 + 0.9 * len(configs)))
+    labels, ticks, y = [], [], 0.0
+    for c in configs:
+        for name in ("ours", "torch"):
+            mm, rest = 1e3 * c[f"total_{name}_s"], 1e3 * c[f"rest_{name}_s"]
+            ax.barh(y, mm, color="#3b6ea5", label="the linear layers' matmuls, timed alone" if not ticks else None)
+            ax.barh(y, rest, left=mm, color="#f0a35e", label="everything else: step minus those" if not ticks else None)
+            ax.text(mm + max(rest, 0.0) + 0.01 * widest, y, f"{mm:.0f} + {rest:.0f} ms", va="center", fontsize=8)
+            labels.append(f"({c['config']}) {c['mode']}, {name}")
+            ticks.append(y)
+            y += 1
+        y += 0.5
+    ax.set_yticks(ticks, labels)
+    ax.set_xlim(0, 1.25 * widest)
+    ax.invert_yaxis()
+    ax.set_xlabel("ms per step (medians)")
+    env = record["environment"]
+    ax.set_title(f"Ours vs torch, one step split in two ({env['threads']} threads, {env['date'][:10]})", fontsize=10)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=2, fontsize=8, frameon=False)
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ def test_a_gpt_training_step_records_every_linear_product_once():
 
 def test_quick_run_writes_every_config_and_the_sums_add_up(tmp_path, capsys):
     script = _script()
-    assert script.main(["--quick", "--threads", "1", "--out-dir", str(tmp_path)]) == 0
+    assert script.main(["--quick", "--threads", "1", "--out-dir", str(tmp_path), "--plot"]) == 0
     record = json.loads((tmp_path / "matmul_vs_torch_threads1.json").read_text(encoding="utf-8"))
     configs = {c["config"]: c for c in record["configs"]}
     assert set(configs) == {"a", "b", "c"}
@@ -53,8 +53,13 @@ def test_quick_run_writes_every_config_and_the_sums_add_up(tmp_path, capsys):
             total = sum(p["calls"] * p[f"{name}_s"] for p in c["products"])
             assert c[f"total_{name}_s"] == pytest.approx(total) and total > 0
         assert math.isclose(c["total_ratio"], c["total_ours_s"] / c["total_torch_s"])
+        for name in ("ours", "torch"):  # the whole step = its linear matmuls + the rest
+            assert c[f"step_{name}_s"] > 0
+            assert math.isclose(c[f"total_{name}_s"] + c[f"rest_{name}_s"], c[f"step_{name}_s"])
     md = (tmp_path / "matmul_vs_torch_threads1.md").read_text(encoding="utf-8")
     assert md.count("One step's linear matmuls") == 3 and "| ours / torch |" in md
+    assert md.count("Everything but the linear matmuls") == 3
+    assert (tmp_path / "matmul_vs_torch_threads1.png").stat().st_size > 0
     assert "ours/torch" in capsys.readouterr().out
 
 
@@ -62,3 +67,5 @@ def test_bad_arguments_exit_with_a_message():
     script = _script()
     with pytest.raises(SystemExit):
         script.parse_args(["--repeats", "0"])
+    with pytest.raises(SystemExit):
+        script.parse_args(["--step-repeats", "0"])
