@@ -174,7 +174,8 @@ def run_config(key: str, args, rng) -> dict:
 
 def markdown(record: dict) -> str:
     env = record["environment"]
-    blas = ", ".join(f"{b.get('internal_api')} {b.get('version')} ({b.get('architecture')})" for b in env["blas"])
+    blas = ", ".join(f"{b.get('internal_api')} {b.get('version')} ({b.get('architecture')})"
+                     for b in env["blas"] if b.get("user_api") == "blas")
     lines = [f"# The linear layers' matmuls, ours vs torch ({env['date']})", "",
              f"{env['threads']} threads; {env['platform']}; numpy {env['numpy']}, torch {env['torch']}; "
              f"BLAS: {blas}; "
