@@ -142,13 +142,9 @@ def time_product(p: dict, repeats: int, pause: float, rng) -> dict:
 
 
 def time_steps(spec: dict, mode: str, args) -> tuple[float, float]:
-    """Medians (seconds) of whole steps of our model and torch's, interleaved, as bench_vs_torch.py times them."""
-    batch, ours, theirs = bench.make_batch(spec), bench.build_ours(spec), bench.build_torch(spec)
-    bench.copy_weights(spec, ours, theirs)
-    f_ours, f_torch = bench.ours_steps(spec, ours, batch)[mode], bench.torch_steps(spec, theirs, batch)[mode]
-    r = bench.time_pair(f_ours, f_torch, bench.MatmulPeak(bench.matmul_shapes(spec)), args.step_warmup,
-                        args.step_repeats, args.pause)
-    return r["ours_s"], r["torch_s"]
+    """Medians (seconds) of whole steps of our model and torch's: ``bench_vs_torch.run_config`` for one mode."""
+    row = bench.run_config(dict(spec, modes=(mode,)), args.step_warmup, args.step_repeats, args.pause)[0]
+    return row["ours_s"], row["torch_s"]
 
 
 def run_config(key: str, args, rng) -> dict:
